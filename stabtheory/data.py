@@ -1,0 +1,323 @@
+"""Separable datasets with known max margin, and validation of user arrays.
+
+Head tuning (THEORY.md section 3) is a linear classifier without bias on frozen features
+``x_i`` with labels ``y_i`` in {-1, +1}. Everything in stabtheory works on the signed points
+``z_i = y_i x_i``: the data are separable through the origin with max margin
+``gamma = max_{||u||=1} min_i u . z_i > 0``.
+
+Datasets here are plain numpy float64 arrays (theory checks run in float64); a
+:class:`Dataset` also carries what is known about it exactly (a planted max-margin
+direction and margin), so tests and reports can compare a solver with the truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from stabtheory.errors import InvalidDataError
+
+__all__ = [
+    "Dataset",
+    "add_bias",
+    "planted_margin",
+    "replacement_draws",
+    "separable_gaussian",
+    "soudry_fig1",
+    "validate",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Features ``X`` (n, d), labels ``y`` (n,) in {-1, +1}, and what is known about them.
+
+    Attributes:
+      X: float64 features, shape (n, d).
+      y: float64 labels in {-1, +1}, shape (n,).
+      direction: the exact unit max-margin direction when it was planted, else ``None``.
+      margin: the exact max margin when it was planted, else ``None``.
+      support: boolean mask of the planted support vectors (active constraints), or ``None``.
+      name: a short description used in reports.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    direction: np.ndarray | None = None
+    margin: float | None = None
+    support: np.ndarray | None = None
+    name: str = "data"
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def radius(self) -> float:
+        """R = max_i ||x_i||."""
+        return float(np.max(np.linalg.norm(self.X, axis=1)))
+
+    def subset(self, n: int) -> Dataset:
+        """The first ``n`` samples. Planted sets put their support vectors first, so every
+        subset that keeps them keeps the planted direction and margin."""
+        if not 1 <= n <= self.n:
+            raise InvalidDataError(f"subset size must be in [1, {self.n}], got {n}.")
+        keeps = self.support is not None and bool(np.all(self.support[n:] == 0))
+        return Dataset(
+            X=self.X[:n],
+            y=self.y[:n],
+            direction=self.direction if keeps else None,
+            margin=self.margin if keeps else None,
+            support=self.support[:n] if keeps else None,
+            name=f"{self.name}[:{n}]",
+        )
+
+
+def validate(X, y) -> tuple[np.ndarray, np.ndarray]:
+    """Check user features and labels and return them as float64 numpy arrays.
+
+    Labels in {0, 1} are mapped to {-1, +1}; any other label set is refused.
+
+    Args:
+      X: array-like of shape (n, d) with finite entries.
+      y: array-like of shape (n,) with labels in {-1, +1} or {0, 1}.
+
+    Returns:
+      ``(X, y)`` as float64 arrays, ``y`` in {-1, +1}.
+
+    Raises:
+      InvalidDataError: wrong shapes, non-finite features, or labels outside {-1, +1}/{0, 1}.
+
+    Example:
+      >>> X, y = validate([[1.0, 0.0], [0.0, 1.0]], [0, 1])
+      >>> y.tolist()
+      [-1.0, 1.0]
+    """
+    try:
+        X = np.array(X, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InvalidDataError(f"X could not be read as a float array: {err}") from err
+    y_raw = np.asarray(y)
+    if X.ndim != 2:
+        raise InvalidDataError(
+            f"X must be a 2-D array of shape (n_samples, n_features); got shape {X.shape}. "
+            "Reshape a single feature with X.reshape(-1, 1)."
+        )
+    if y_raw.ndim != 1:
+        raise InvalidDataError(
+            f"y must be a 1-D array of labels; got shape {y_raw.shape}. Use y.ravel()."
+        )
+    if X.shape[0] != y_raw.shape[0]:
+        raise InvalidDataError(
+            f"X has {X.shape[0]} samples but y has {y_raw.shape[0]} labels; they must match."
+        )
+    if X.shape[0] < 2:
+        raise InvalidDataError(f"need at least 2 samples, got {X.shape[0]}.")
+    if X.shape[1] < 1:
+        raise InvalidDataError("X has no features (shape[1] == 0).")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        raise InvalidDataError(
+            f"X has {int(bad.sum())} NaN or infinite entries (rows {rows[:5].tolist()}"
+            f"{'...' if rows.size > 5 else ''}); remove or impute them first."
+        )
+    try:
+        y_num = np.array(y_raw, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InvalidDataError(f"labels must be numbers in {{-1, +1}} or {{0, 1}}: {err}") from err
+    labels = set(np.unique(y_num).tolist())
+    if labels <= {-1.0, 1.0}:
+        y_pm = y_num
+    elif labels <= {0.0, 1.0}:
+        y_pm = 2.0 * y_num - 1.0
+    else:
+        shown = sorted(labels)[:6]
+        raise InvalidDataError(
+            f"labels must be in {{-1, +1}} or {{0, 1}}; found {shown}"
+            f"{'...' if len(labels) > 6 else ''}. Map a multi-class problem to one-vs-rest first."
+        )
+    return X, y_pm
+
+
+def add_bias(X, value: float = 1.0) -> np.ndarray:
+    """Append a constant coordinate, so that a homogeneous classifier has a bias.
+
+    Example:
+      >>> add_bias(np.zeros((2, 1))).tolist()
+      [[0.0, 1.0], [0.0, 1.0]]
+    """
+    X = np.asarray(X, dtype=np.float64)
+    return np.concatenate([X, np.full((X.shape[0], 1), float(value))], axis=1)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def _orthonormal_complement(u: np.ndarray, rng: np.random.Generator, k: int) -> np.ndarray:
+    """k orthonormal vectors (rows) orthogonal to the unit vector u."""
+    d = u.shape[0]
+    A = rng.standard_normal((d, k + 1))
+    A[:, 0] = u
+    Q, _ = np.linalg.qr(A)
+    Q = Q[:, 1 : k + 1].T
+    # QR may flip the sign of the first column; orthogonality to u is what matters.
+    return Q - np.outer(Q @ u, u)
+
+
+def planted_margin(
+    n: int,
+    d: int,
+    margin: float,
+    *,
+    radius: float = 1.0,
+    n_support: int | None = None,
+    gap: float = 0.1,
+    seed: int = 0,
+) -> Dataset:
+    """A separable dataset whose max-margin direction and margin are known exactly.
+
+    Construction: a random unit ``u``; ``k = n_support`` support points with signed points
+    ``z_j = margin * u + v_j`` where the ``v_j`` are orthogonal to ``u``, have equal norm
+    and sum to zero (a centred simplex), so ``u`` lies in the relative interior of their
+    convex hull. For every unit ``w``, ``min_j w . z_j <= mean_j w . z_j = margin * w . u <=
+    margin``: ``u`` is the max-margin direction and ``margin`` the max margin, exactly. All
+    other points have ``u . z_i >= margin + gap * (radius - margin)``, so they are inactive.
+    Every point has norm ``radius`` exactly (so ``R = radius``) and labels alternate in sign.
+    The support points come first, so :meth:`Dataset.subset` keeps the truth.
+
+    Args:
+      n: number of samples (>= n_support).
+      d: dimension (>= 2).
+      margin: the planted max margin, 0 < margin < radius.
+      radius: R, the norm of every point.
+      n_support: number of support vectors, 2 <= k <= min(d, n); default min(d, 4, n).
+      gap: relative slack of the inactive points, in (0, 1].
+      seed: numpy seed.
+
+    Example:
+      >>> ds = planted_margin(20, 3, 0.2, seed=1)
+      >>> round(ds.margin, 12), ds.X.shape, int(ds.support.sum())
+      (0.2, (20, 3), 3)
+    """
+    if d < 2:
+        raise InvalidDataError(f"planted_margin needs d >= 2, got d={d}.")
+    if not 0.0 < margin < radius:
+        raise InvalidDataError(f"need 0 < margin < radius; got margin={margin}, radius={radius}.")
+    if not 0.0 < gap <= 1.0:
+        raise InvalidDataError(f"gap must be in (0, 1], got {gap}.")
+    k = min(d, 4, n) if n_support is None else int(n_support)
+    if not 2 <= k <= min(d, n):
+        raise InvalidDataError(f"n_support must be in [2, min(d, n)] = [2, {min(d, n)}], got {k}.")
+    rng = np.random.default_rng(seed)
+    u = _unit(rng.standard_normal(d))
+    basis = _orthonormal_complement(u, rng, d - 1)  # (d-1, d)
+    # A centred simplex of k unit vectors in a random (k-1)-dim subspace of u's complement.
+    centred = np.eye(k) - 1.0 / k  # rows sum to zero, equal norms
+    ones_perp = np.linalg.qr(np.c_[np.ones(k), rng.standard_normal((k, k - 1))])[0][:, 1:]
+    coords = centred @ ones_perp  # (k, k-1): isometric image of the centred rows
+    coords /= np.linalg.norm(coords, axis=1, keepdims=True)
+    v = coords @ basis[: k - 1]  # (k, d): orthogonal to u, unit norm, summing to zero
+    orth = np.sqrt(radius**2 - margin**2)
+    z_sup = margin * u + orth * v
+    # Inactive points: u-component s in [margin + gap (R - margin), R], the rest orthogonal.
+    m = n - k
+    s_min = margin + gap * (radius - margin)
+    s = rng.uniform(s_min, radius, size=m)
+    w = rng.standard_normal((m, d))
+    w -= np.outer(w @ u, u)
+    w /= np.linalg.norm(w, axis=1, keepdims=True)
+    z_rest = s[:, None] * u + np.sqrt(np.maximum(radius**2 - s**2, 0.0))[:, None] * w
+    Z = np.concatenate([z_sup, z_rest])
+    y = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    X = y[:, None] * Z
+    support = np.zeros(n, dtype=bool)
+    support[:k] = True
+    return Dataset(X, y, u, float(margin), support, name=f"planted(n={n}, d={d}, gamma={margin})")
+
+
+def separable_gaussian(
+    n: int, d: int, *, separation: float = 2.0, radius: float | None = None, seed: int = 0
+) -> Dataset:
+    """Two Gaussian classes through the origin, kept separable; the margin is computed.
+
+    Points ``x = y * separation * e + noise`` with a random unit ``e``; points on the wrong
+    side of ``e`` are redrawn, so the data are separable through the origin. The true max
+    margin is then solved for (:func:`stabtheory.max_margin`) and stored. ``radius`` rescales
+    so that ``max_i ||x_i|| = radius``.
+
+    Example:
+      >>> ds = separable_gaussian(30, 4, seed=0)
+      >>> ds.margin > 0
+      True
+    """
+    from stabtheory.margin import max_margin
+
+    rng = np.random.default_rng(seed)
+    e = _unit(rng.standard_normal(d))
+    y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    y[:2] = [1.0, -1.0]
+    Z = np.empty((n, d))
+    for i in range(n):
+        while True:
+            z = separation * e + rng.standard_normal(d)
+            if z @ e > 0:
+                Z[i] = z
+                break
+    X = y[:, None] * Z
+    if radius is not None:
+        X *= radius / np.max(np.linalg.norm(X, axis=1))
+    sol = max_margin(X, y)
+    return Dataset(X, y, sol.direction, sol.margin, sol.support, name=f"gaussian(n={n}, d={d})")
+
+
+def soudry_fig1() -> Dataset:
+    """The four support vectors of Soudry et al. (2018), Fig. 1.
+
+    x1 = (0.5, 1.5), x2 = (1.5, 0.5) with y = +1, x3 = -x1, x4 = -x2 with y = -1. The unit
+    max-margin direction is (1, 1)/sqrt(2) and the max margin is sqrt(2).
+
+    Example:
+      >>> ds = soudry_fig1()
+      >>> round(ds.margin ** 2, 12)
+      2.0
+    """
+    X = np.array([[0.5, 1.5], [1.5, 0.5], [-0.5, -1.5], [-1.5, -0.5]])
+    y = np.array([1.0, 1.0, -1.0, -1.0])
+    return Dataset(
+        X,
+        y,
+        np.array([1.0, 1.0]) / np.sqrt(2.0),
+        float(np.sqrt(2.0)),
+        np.ones(4, dtype=bool),
+        name="soudry-fig1",
+    )
+
+
+def replacement_draws(ds: Dataset, *, seed: int = 1) -> Dataset:
+    """Independent replacement samples for replace-one stability (THEORY.md section 1).
+
+    For a planted dataset these are fresh inactive points from the same construction
+    (norm R, ``u . z >= margin``), so every replace-one set S^(i) keeps the data separable.
+    For other data, they are a random permutation of the data with small noise whose
+    separability is checked by the caller's max-margin solver.
+    """
+    rng = np.random.default_rng(seed)
+    n, d = ds.X.shape
+    if ds.direction is not None and ds.margin is not None:
+        u, R = ds.direction, ds.radius
+        s = rng.uniform(ds.margin + 0.1 * (R - ds.margin), R, size=n)
+        w = rng.standard_normal((n, d))
+        w -= np.outer(w @ u, u)
+        w /= np.linalg.norm(w, axis=1, keepdims=True)
+        Z = s[:, None] * u + np.sqrt(np.maximum(R**2 - s**2, 0.0))[:, None] * w
+        y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+        return Dataset(y[:, None] * Z, y, name=f"{ds.name}:replacements")
+    perm = rng.permutation(n)
+    return Dataset(ds.X[perm].copy(), ds.y[perm].copy(), name=f"{ds.name}:replacements")

@@ -1,0 +1,32 @@
+"""Exceptions raised by stabtheory.
+
+Every exception says what was wrong with the input and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InvalidDataError",
+    "NotSeparableError",
+    "StabtheoryError",
+    "UnknownTheoremError",
+]
+
+
+class StabtheoryError(Exception):
+    """Base class of every error raised on purpose by stabtheory."""
+
+
+class InvalidDataError(StabtheoryError, ValueError):
+    """Features or labels that stabtheory cannot use (shape, NaN/inf, label values)."""
+
+
+class NotSeparableError(StabtheoryError, ValueError):
+    """The data are not linearly separable through the origin (max margin <= 0)."""
+
+
+class UnknownTheoremError(StabtheoryError, KeyError):
+    """A theorem id that is not in the bounds registry."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,308 @@
+r"""Linear-head training by full-batch gradient descent, one implementation vmapped over runs.
+
+A *run* is one training of ``K`` linear heads (no bias) on the signed points
+``z_i = y_i x_i`` with its own sample weights ``s`` (a mask), learning rate and start. It
+minimises the weighted mean loss (THEORY.md section 3)
+
+.. math::
+    F_s(w) = \frac{\sum_i s_i\, \ell(w \cdot z_i)}{\sum_i s_i},
+
+so that a leave-one-out set S\i (``s_i = 0``) averages over ``n - 1`` samples, and a
+replace-one set S^(i) is a mask over the data stacked with its replacement draws. With
+``K > 1`` heads (Multi-Head Loss) the objective is the mean of the K heads' losses.
+
+One run is :func:`init` + :func:`step` over an explicit :class:`HeadState`; :func:`train`
+runs it to a list of checkpoint steps with ``lax.scan`` (one compiled program for any
+checkpoint values), and :func:`train_runs` is ``jax.vmap`` of :func:`train` over runs. The
+learning rate, masks and starts are traced, so sweeping them never recompiles; the loss,
+optimizer and number of checkpoints are static.
+
+Numerics: the per-sample derivative is formed in the log domain,
+``log|l'(m)| = -m`` (exponential) or ``-softplus(m)`` (logistic), and only then
+exponentiated, so margins of 1e3 and more give exact (underflowing to zero, never NaN)
+gradients. Losses are reported as ``log F`` through log-sum-exp; margins are never clamped.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+__all__ = [
+    "LOSSES",
+    "OPTIMIZERS",
+    "HeadState",
+    "Trajectory",
+    "init",
+    "log_dloss",
+    "log_loss",
+    "log_mean_loss",
+    "loo_weights",
+    "optimizer_transform",
+    "replace_one_weights",
+    "step",
+    "train",
+    "train_runs",
+]
+
+LOSSES = ("exponential", "logistic")
+OPTIMIZERS = ("gd", "momentum", "adam")
+
+
+def _check_loss(loss: str) -> None:
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")
+
+
+def log_loss(margins: jax.Array, loss: str) -> jax.Array:
+    r"""``log l(m)`` per margin, exact for large margins of either sign.
+
+    Exponential: ``l(m) = exp(-m)``, so ``log l = -m``. Logistic: ``l(m) = log(1 + e^{-m})``;
+    for ``m > 20``, ``log l = -m + log1p(-e^{-m}/2)`` to float64 precision (the next term is
+    below 1e-18 relative), else ``log(softplus(-m))``.
+
+    Example:
+      >>> float(log_loss(jnp.array(1000.0), "logistic"))
+      -1000.0
+    """
+    _check_loss(loss)
+    if loss == "exponential":
+        return -margins
+    big = margins > 20.0
+    safe_small = jnp.where(big, 0.0, margins)
+    safe_big = jnp.where(big, margins, 30.0)
+    return jnp.where(
+        big,
+        -safe_big + jnp.log1p(-0.5 * jnp.exp(-safe_big)),
+        jnp.log(jax.nn.softplus(-safe_small)),
+    )
+
+
+def log_dloss(margins: jax.Array, loss: str) -> jax.Array:
+    """``log |l'(m)|``: ``-m`` (exponential) or ``-softplus(m)`` (logistic, log sigmoid(-m))."""
+    _check_loss(loss)
+    if loss == "exponential":
+        return -margins
+    return -jax.nn.softplus(margins)
+
+
+def log_mean_loss(margins: jax.Array, sample_weights: jax.Array, loss: str) -> jax.Array:
+    """``log F_s(w)`` from margins ``(..., n)`` by log-sum-exp; weights need not sum to one."""
+    log_s = jnp.log(sample_weights)
+    return jax.nn.logsumexp(log_loss(margins, loss) + log_s, axis=-1) - jnp.log(
+        jnp.sum(sample_weights, axis=-1)
+    )
+
+
+def optimizer_transform(
+    optimizer: str, *, momentum: float = 0.9, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """The optax transformation that turns a gradient into a direction (without the step size).
+
+    The learning rate is applied by :func:`step` as a traced per-run scalar, so a learning-rate
+    sweep never recompiles: ``w <- w - lr * direction``. For ``"gd"`` this is plain gradient
+    descent, the algorithm of the head-tuning theorems.
+    """
+    if optimizer == "gd":
+        return optax.identity()
+    if optimizer == "momentum":
+        return optax.trace(decay=momentum)
+    if optimizer == "adam":
+        return optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
+
+
+class HeadState(NamedTuple):
+    """State of one run.
+
+    Attributes:
+      w: head weights, shape (K, d).
+      opt_state: optax state of :func:`optimizer_transform`.
+      dloss_max: running max over the steps taken so far of ``max_{i: s_i > 0} |l'(w . z_i)|``
+        over all heads; the measured Lipschitz/smoothness scale used by Theorem C-1 for the
+        exponential loss (which is not globally Lipschitz).
+    """
+
+    w: jax.Array
+    opt_state: optax.OptState
+    dloss_max: jax.Array
+
+
+class Trajectory(NamedTuple):
+    """Snapshots of one run (or, from :func:`train_runs`, of every run: a leading runs axis).
+
+    Attributes:
+      steps: the checkpoint steps, shape (C,).
+      w: head weights at each checkpoint, shape (C, K, d).
+      log_loss: ``log F_s(w)`` at each checkpoint, mean over heads in the log domain, (C,).
+      dloss_max: running max of ``|l'|`` over the steps before each checkpoint, (C,).
+    """
+
+    steps: jax.Array
+    w: jax.Array
+    log_loss: jax.Array
+    dloss_max: jax.Array
+
+
+def init(w0: jax.Array, *, optimizer: str = "gd") -> HeadState:
+    """Initial state from the starting weights ``w0`` of shape (K, d)."""
+    tx = optimizer_transform(optimizer)
+    return HeadState(w0, tx.init(w0), jnp.zeros((), w0.dtype))
+
+
+def step(
+    state: HeadState,
+    Z: jax.Array,
+    sample_weights: jax.Array,
+    lr: jax.Array,
+    *,
+    loss: str,
+    optimizer: str = "gd",
+) -> HeadState:
+    r"""One optimizer step on the weighted mean loss of ``K`` heads.
+
+    .. math::
+        \nabla_{w_k} \tfrac1K \sum_k F_s(w_k) = -\frac{1}{K \sum_i s_i}\sum_i s_i
+        e^{\log|\ell'(w_k\cdot z_i)|} z_i .
+
+    Args:
+      state: the run's :class:`HeadState`.
+      Z: signed points ``y_i x_i``, shape (n, d).
+      sample_weights: non-negative weights, shape (n,).
+      lr: step size (a traced scalar).
+      loss: ``"exponential"`` or ``"logistic"`` (static).
+      optimizer: ``"gd"``, ``"momentum"`` or ``"adam"`` (static).
+
+    Returns:
+      The next state.
+    """
+    w = state.w
+    K = w.shape[0]
+    margins = w @ Z.T  # (K, n)
+    log_g = log_dloss(margins, loss)
+    g = jnp.exp(log_g) * sample_weights  # s_i |l'(m_i)|, exact in the log domain
+    grad = -(g @ Z) / (K * jnp.sum(sample_weights))  # (K, d)
+    dloss_max = jnp.maximum(
+        state.dloss_max, jnp.max(jnp.where(sample_weights > 0, jnp.exp(log_g), 0.0))
+    )
+    tx = optimizer_transform(optimizer)
+    direction, opt_state = tx.update(grad, state.opt_state, w)
+    return HeadState(w - lr * direction, opt_state, dloss_max)
+
+
+def train(
+    Z: jax.Array,
+    sample_weights: jax.Array,
+    lr: jax.Array,
+    w0: jax.Array,
+    checkpoints: jax.Array,
+    *,
+    loss: str,
+    optimizer: str = "gd",
+) -> Trajectory:
+    """Train one run and return snapshots after ``checkpoints[c]`` steps, for every c.
+
+    Only the snapshots are stored, never every step: memory is ``O(C K d)``. The checkpoint
+    values are traced (a ``while`` loop runs between consecutive ones), so any set of ``C``
+    increasing steps reuses the same compiled program.
+
+    Args:
+      Z: signed points ``y_i x_i``, shape (n, d).
+      sample_weights: shape (n,), non-negative with a positive sum.
+      lr: step size (scalar).
+      w0: start, shape (K, d).
+      checkpoints: non-decreasing step counts, shape (C,), integer; 0 is the start.
+      loss, optimizer: static, see :func:`step`.
+
+    Returns:
+      A :class:`Trajectory`.
+
+    Example:
+      >>> import numpy as np
+      >>> Z = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> traj = train(Z, jnp.ones(2), 0.5, jnp.zeros((1, 2)), jnp.array([0, 1]),
+      ...              loss="exponential")
+      >>> np.asarray(traj.w[1, 0]).tolist()  # one step: 0.5 * mean(z_i)
+      [0.25, 0.25]
+    """
+    _check_loss(loss)
+    sample_weights = jnp.asarray(sample_weights, Z.dtype)
+    lr = jnp.asarray(lr, Z.dtype)
+    checkpoints = jnp.asarray(checkpoints)
+    increments = jnp.diff(checkpoints, prepend=jnp.zeros((1,), checkpoints.dtype))
+
+    def body(_, state):
+        return step(state, Z, sample_weights, lr, loss=loss, optimizer=optimizer)
+
+    def segment(state, inc):
+        state = jax.lax.fori_loop(0, inc, body, state)
+        log_f = jax.nn.logsumexp(log_mean_loss(state.w @ Z.T, sample_weights, loss)) - jnp.log(
+            state.w.shape[0]
+        )
+        return state, (state.w, log_f, state.dloss_max)
+
+    _, (ws, log_f, dmax) = jax.lax.scan(segment, init(w0, optimizer=optimizer), increments)
+    return Trajectory(checkpoints, ws, log_f, dmax)
+
+
+def train_runs(
+    Z: jax.Array,
+    sample_weights: jax.Array,
+    lr: jax.Array,
+    w0: jax.Array,
+    checkpoints: jax.Array,
+    *,
+    loss: str,
+    optimizer: str = "gd",
+    batch_size: int | None = None,
+) -> Trajectory:
+    """:func:`train` for many runs at once: ``jax.vmap`` over the leading axis.
+
+    Args:
+      Z: shared signed points, shape (n, d).
+      sample_weights: one mask per run, shape (runs, n).
+      lr: one step size per run, shape (runs,).
+      w0: one start per run, shape (runs, K, d).
+      checkpoints: shared checkpoint steps, shape (C,).
+      batch_size: train the runs in chunks of this size (``lax.map`` with ``batch_size``) to
+        bound memory; ``None`` vmaps all runs at once. Results are identical.
+
+    Returns:
+      A :class:`Trajectory` whose arrays have a leading runs axis (``steps`` too).
+    """
+
+    def one(args):
+        s, a, w = args
+        return train(Z, s, a, w, checkpoints, loss=loss, optimizer=optimizer)
+
+    if batch_size is None:
+        return jax.vmap(one)((sample_weights, lr, w0))
+    return jax.lax.map(one, (sample_weights, lr, w0), batch_size=batch_size)
+
+
+def loo_weights(n: int, dtype=jnp.float64) -> jax.Array:
+    """Masks for S and every S\\i: row 0 is all ones, row ``i + 1`` drops sample ``i``.
+
+    Example:
+      >>> loo_weights(2).tolist()
+      [[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]]
+    """
+    return jnp.concatenate([jnp.ones((1, n), dtype), 1.0 - jnp.eye(n, dtype=dtype)])
+
+
+def replace_one_weights(n: int, dtype=jnp.float64) -> jax.Array:
+    """Masks over ``[S; S']`` (S' the n replacement draws) for S and every S^(i).
+
+    Row 0 selects S; row ``i + 1`` selects S with ``z_i`` replaced by ``z'_i``.
+
+    Example:
+      >>> replace_one_weights(2).tolist()
+      [[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0]]
+    """
+    eye = jnp.eye(n, dtype=dtype)
+    first = jnp.concatenate([jnp.ones((1, n), dtype), jnp.zeros((1, n), dtype)], axis=1)
+    rest = jnp.concatenate([1.0 - eye, eye], axis=1)
+    return jnp.concatenate([first, rest])

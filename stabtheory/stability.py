@@ -1,0 +1,429 @@
+r"""Stability estimators of THEORY.md section 1, per sample and summarised.
+
+=================  ==========================================================================
+notion             per-sample value for sample i
+=================  ==========================================================================
+``weights``        ``||A(S) - A(S')||``
+``direction``      ``||A(S)/||A(S)|| - A(S')/||A(S')|| ||``
+``loss``           ``|l(A(S); z_i) - l(A(S'); z_i)|`` (pointwise hypothesis stability)
+=================  ==========================================================================
+
+with ``S' = S\i`` (leave-one-out, ids ``loo.*``) or ``S' = S^(i)`` (replace-one, ids
+``replace.*``). ``seed.std`` is the spread over random seeds of test accuracy and of test
+predictions. Each estimate carries the per-sample values, their mean, their max (the
+uniform version) and a percentile-bootstrap confidence interval of the mean.
+
+With ``K`` heads the predictor is the mean of the heads' logits, i.e. the mean head
+``w = mean_k w_k``; the estimators use that.
+
+The main entry point, :func:`loo_stability`, trains S and all n sets S\i as one vmapped
+computation (:func:`stabtheory.heads.train_runs`) and returns a :class:`StabilityEstimate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stabtheory import heads
+from stabtheory.data import validate
+from stabtheory.errors import InvalidDataError
+
+__all__ = [
+    "NOTIONS",
+    "SeedStability",
+    "Simulation",
+    "StabilityEstimate",
+    "bootstrap_mean_ci",
+    "loo_stability",
+    "per_sample_stability",
+    "replace_one_stability",
+    "seed_stability",
+    "simulate",
+]
+
+NOTIONS = ("weights", "direction", "loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class StabilityEstimate:
+    """An estimated stability: per-sample values and their summaries.
+
+    Attributes:
+      notion: e.g. ``"loo.direction"``.
+      per_sample: shape (n,) (or (C, n) when several checkpoints are estimated at once).
+      mean, max: mean and max over samples (arrays of shape (C,) in the batched case).
+      ci: bootstrap 95% interval of the mean, ``(low, high)``.
+    """
+
+    notion: str
+    per_sample: np.ndarray
+    mean: np.ndarray | float
+    max: np.ndarray | float
+    ci: tuple
+
+    @classmethod
+    def from_values(cls, notion: str, values, *, seed: int = 0) -> StabilityEstimate:
+        values = np.asarray(values, dtype=np.float64)
+        low, high = bootstrap_mean_ci(values, seed=seed)
+        mean, mx = values.mean(axis=-1), values.max(axis=-1)
+        if values.ndim == 1:
+            return cls(notion, values, float(mean), float(mx), (float(low), float(high)))
+        return cls(notion, values, mean, mx, (low, high))
+
+
+def bootstrap_mean_ci(
+    values, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of the mean over the last axis.
+
+    Example:
+      >>> lo, hi = bootstrap_mean_ci(np.arange(10.0))
+      >>> bool(lo < 4.5 < hi)
+      True
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[-1]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    means = values[..., idx].mean(axis=-1)  # (..., n_boot)
+    alpha = (1.0 - level) / 2.0
+    return np.quantile(means, alpha, axis=-1), np.quantile(means, 1.0 - alpha, axis=-1)
+
+
+def _predictor(w: jax.Array) -> jax.Array:
+    """The mean head (mean of the heads' logits), from weights (..., K, d)."""
+    return jnp.mean(w, axis=-2)
+
+
+def _unit(v: jax.Array) -> jax.Array:
+    return v / jnp.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def per_sample_stability(
+    w_full: jax.Array,
+    w_perturbed: jax.Array,
+    Z: jax.Array,
+    notion: str,
+    *,
+    loss: str = "exponential",
+) -> jax.Array:
+    """Per-sample stability values between the run on S and the n perturbed runs.
+
+    Args:
+      w_full: weights trained on S, shape (..., K, d).
+      w_perturbed: weights trained on S\\i or S^(i) for every i, shape (n, ..., K, d).
+      Z: signed points ``y_i x_i`` of S, shape (n, d) (for the loss notion).
+      notion: ``"weights"``, ``"direction"`` or ``"loss"``.
+      loss: the loss of the loss notion.
+
+    Returns:
+      Shape (n, ...).
+    """
+    a, b = _predictor(w_full), _predictor(w_perturbed)
+    if notion == "weights":
+        return jnp.linalg.norm(a - b, axis=-1)
+    if notion == "direction":
+        return jnp.linalg.norm(_unit(a) - _unit(b), axis=-1)
+    if notion == "loss":
+        extra = b.ndim - 2  # axes between the sample axis and d
+        Zb = Z.reshape(Z.shape[:1] + (1,) * extra + Z.shape[1:])
+        la = heads.log_loss(jnp.sum(a * Zb, axis=-1), loss)
+        lb = heads.log_loss(jnp.sum(b * Zb, axis=-1), loss)
+        # |e^la - e^lb| = e^max (1 - e^-|la - lb|), exact in the log domain.
+        return jnp.exp(jnp.maximum(la, lb)) * -jnp.expm1(-jnp.abs(la - lb))
+    raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
+
+
+_train_runs = jax.jit(heads.train_runs, static_argnames=("loss", "optimizer", "batch_size"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Simulation:
+    """Trajectories of the run on S (index 0) and of every perturbed run (1..n).
+
+    Attributes:
+      kind: ``"loo"`` or ``"replace"``.
+      Z: signed points of S, (n, d); ``Z_all`` the rows the masks select from.
+      weights: masks (n + 1, n_all); ``lr`` (n + 1,).
+      trajectory: :class:`stabtheory.heads.Trajectory` with a leading runs axis.
+      loss, optimizer: as trained.
+    """
+
+    kind: str
+    Z: jax.Array
+    Z_all: jax.Array
+    weights: jax.Array
+    lr: jax.Array
+    trajectory: heads.Trajectory
+    loss: str
+    optimizer: str
+
+    @property
+    def steps(self) -> np.ndarray:
+        return np.asarray(self.trajectory.steps[0])
+
+    def estimate(self, notion: str) -> StabilityEstimate:
+        """Stability at every checkpoint: ``per_sample`` has shape (C, n)."""
+        w = self.trajectory.w  # (runs, C, K, d)
+        values = per_sample_stability(w[0], w[1:], self.Z, notion, loss=self.loss)
+        return StabilityEstimate.from_values(f"{self.kind}.{notion}", np.asarray(values).T)
+
+
+def _checkpoints(steps) -> jax.Array:
+    c = np.atleast_1d(np.asarray(steps))
+    if c.ndim != 1 or not np.issubdtype(c.dtype, np.integer) or (c < 0).any():
+        raise InvalidDataError(f"steps must be non-negative integers, got {steps!r}.")
+    if (np.diff(c) < 0).any():
+        raise InvalidDataError("checkpoint steps must be non-decreasing.")
+    return jnp.asarray(c)
+
+
+def _start(init, runs: int, K: int, d: int, dtype) -> jax.Array:
+    if init is None:
+        return jnp.zeros((runs, K, d), dtype)
+    w0 = jnp.asarray(init, dtype)
+    if w0.shape == (d,):
+        w0 = jnp.broadcast_to(w0, (K, d))
+    if w0.shape != (K, d):
+        raise InvalidDataError(f"init must have shape ({d},) or ({K}, {d}), got {w0.shape}.")
+    return jnp.broadcast_to(w0, (runs, K, d))
+
+
+def simulate(
+    X,
+    y,
+    *,
+    loss: str = "exponential",
+    lr: float = 1.0,
+    steps=1000,
+    kind: str = "loo",
+    replacements=None,
+    init=None,
+    heads_per_run: int = 1,
+    optimizer: str = "gd",
+    dtype=jnp.float64,
+    batch_size: int | None = None,
+) -> Simulation:
+    """Train S and every S\\i (``kind="loo"``) or S^(i) (``kind="replace"``) in one batch.
+
+    Args:
+      X, y: features (n, d) and labels in {-1, +1} or {0, 1}.
+      loss: ``"exponential"`` or ``"logistic"``.
+      lr: step size (shared by all runs).
+      steps: an int, or non-decreasing checkpoint steps.
+      kind: ``"loo"`` or ``"replace"``.
+      replacements: ``(X', y')`` with n rows, the independent draws for ``kind="replace"``.
+      init: start ``(d,)`` or ``(K, d)``; zero by default.
+      heads_per_run: K.
+      optimizer: ``"gd"`` (the theorems' algorithm), ``"momentum"`` or ``"adam"``.
+      dtype: float64 for theory checks; float32 allowed.
+      batch_size: chunk the runs to bound memory.
+    """
+    X, y = validate(X, y)
+    n, d = X.shape
+    Z = jnp.asarray(y[:, None] * X, dtype)
+    if kind == "loo":
+        Z_all, weights = Z, heads.loo_weights(n, dtype)
+    elif kind == "replace":
+        if replacements is None:
+            raise InvalidDataError("kind='replace' needs replacements=(X_new, y_new) with n rows.")
+        Xr, yr = validate(*replacements)
+        if Xr.shape != X.shape:
+            raise InvalidDataError(f"replacements must have shape {X.shape}, got {Xr.shape}.")
+        Z_all = jnp.concatenate([Z, jnp.asarray(yr[:, None] * Xr, dtype)])
+        weights = heads.replace_one_weights(n, dtype)
+    else:
+        raise ValueError(f"kind must be 'loo' or 'replace', got {kind!r}.")
+    runs = n + 1
+    lr_runs = jnp.full((runs,), lr, dtype)
+    w0 = _start(init, runs, heads_per_run, d, dtype)
+    traj = _train_runs(
+        Z_all,
+        weights,
+        lr_runs,
+        w0,
+        _checkpoints(steps),
+        loss=loss,
+        optimizer=optimizer,
+        batch_size=batch_size,
+    )
+    return Simulation(kind, Z, Z_all, weights, lr_runs, traj, loss, optimizer)
+
+
+def _single(sim: Simulation, notion: str) -> StabilityEstimate:
+    est = sim.estimate(notion)
+    if est.per_sample.shape[0] == 1:
+        return StabilityEstimate.from_values(est.notion, est.per_sample[0])
+    return est
+
+
+def loo_stability(
+    X,
+    y,
+    *,
+    loss: str = "exponential",
+    lr: float = 1.0,
+    steps=1000,
+    notion: str = "direction",
+    init=None,
+    heads_per_run: int = 1,
+    optimizer: str = "gd",
+    dtype=jnp.float64,
+    batch_size: int | None = None,
+) -> StabilityEstimate:
+    r"""Leave-one-out stability of a GD-trained linear head (THEORY.md section 1).
+
+    Trains on S and on every S\i (the weighted mean loss over the remaining ``n - 1``
+    samples) from the same start for ``steps`` full-batch steps of size ``lr``, all runs in
+    one vmapped computation, and compares each S\i run with the S run.
+
+    Args:
+      X, y: features (n, d), labels in {-1, +1} or {0, 1}.
+      loss: ``"exponential"`` or ``"logistic"``.
+      lr: GD step size.
+      steps: number of steps (int), or non-decreasing checkpoints (then the estimate has a
+        leading checkpoint axis).
+      notion: ``"direction"``, ``"weights"`` or ``"loss"``.
+      init: start, zero unless given.
+
+    Returns:
+      :class:`StabilityEstimate` with ``.per_sample`` (n,), ``.mean``, ``.max``, ``.ci``.
+
+    Example:
+      >>> from stabtheory.data import soudry_fig1
+      >>> ds = soudry_fig1()
+      >>> est = loo_stability(ds.X, ds.y, lr=0.1, steps=100, notion="direction")
+      >>> est.per_sample.shape
+      (4,)
+    """
+    if notion not in NOTIONS:
+        raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
+    sim = simulate(
+        X,
+        y,
+        loss=loss,
+        lr=lr,
+        steps=steps,
+        init=init,
+        heads_per_run=heads_per_run,
+        optimizer=optimizer,
+        dtype=dtype,
+        batch_size=batch_size,
+    )
+    return _single(sim, notion)
+
+
+def replace_one_stability(
+    X,
+    y,
+    replacements,
+    *,
+    loss: str = "exponential",
+    lr: float = 1.0,
+    steps=1000,
+    notion: str = "direction",
+    init=None,
+    optimizer: str = "gd",
+    dtype=jnp.float64,
+) -> StabilityEstimate:
+    """Replace-one stability (``replace.*``): S against S^(i), z_i replaced by ``replacements[i]``.
+
+    See :func:`loo_stability` for the arguments; ``replacements = (X_new, y_new)``.
+    """
+    if notion not in NOTIONS:
+        raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
+    sim = simulate(
+        X,
+        y,
+        loss=loss,
+        lr=lr,
+        steps=steps,
+        kind="replace",
+        replacements=replacements,
+        init=init,
+        optimizer=optimizer,
+        dtype=dtype,
+    )
+    return _single(sim, notion)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedStability:
+    """``seed.std``: spread over seeds of test accuracy and of test predictions.
+
+    Attributes:
+      accuracy: test accuracy of each seed, (seeds,).
+      accuracy_std: std over seeds of the test accuracy (ddof=1).
+      accuracy_std_ci: bootstrap 95% interval of ``accuracy_std`` (resampling seeds).
+      prediction_std: mean over test points of the std over seeds of the predicted
+        probability ``sigmoid(w . x)``.
+      disagreement: mean over test points of the fraction of seed pairs whose predicted
+        labels differ.
+    """
+
+    accuracy: np.ndarray
+    accuracy_std: float
+    accuracy_std_ci: tuple
+    prediction_std: float
+    disagreement: float
+
+
+def seed_stability(
+    X,
+    y,
+    X_test,
+    y_test,
+    *,
+    seeds: int = 20,
+    init_scale: float = 1.0,
+    loss: str = "logistic",
+    lr: float = 1.0,
+    steps: int = 100,
+    optimizer: str = "gd",
+    heads_per_run: int = 1,
+    key: jax.Array | None = None,
+    dtype=jnp.float64,
+) -> SeedStability:
+    """Practical instability over random head initialisations (``seed.std``).
+
+    Every seed starts from ``init_scale * N(0, I / d)`` and trains on the full S; all seeds
+    run as one vmapped batch.
+    """
+    X, y = validate(X, y)
+    X_test, y_test = validate(X_test, y_test)
+    n, d = X.shape
+    if X_test.shape[1] != d:
+        raise InvalidDataError(f"X_test has {X_test.shape[1]} features, X has {d}.")
+    key = jax.random.key(0) if key is None else key
+    w0 = init_scale * jax.random.normal(key, (seeds, heads_per_run, d), dtype) / np.sqrt(d)
+    Z = jnp.asarray(y[:, None] * X, dtype)
+    traj = _train_runs(
+        Z,
+        jnp.ones((seeds, n), dtype),
+        jnp.full((seeds,), lr, dtype),
+        w0,
+        jnp.asarray([steps]),
+        loss=loss,
+        optimizer=optimizer,
+    )
+    w = np.asarray(_predictor(traj.w[:, -1]))  # (seeds, d)
+    logits = np.asarray(X_test) @ w.T  # (m, seeds)
+    acc = np.mean(np.sign(logits) == y_test[:, None], axis=0)
+    boot = np.random.default_rng(0).integers(0, seeds, size=(2000, seeds))
+    stds = acc[boot].std(axis=1, ddof=1)
+    prob = 0.5 * (1.0 + np.tanh(0.5 * logits))  # sigmoid without overflow
+    labels = logits > 0
+    frac = labels.mean(axis=1)
+    disagree = 2 * frac * (1 - frac) * seeds / max(seeds - 1, 1)
+    return SeedStability(
+        acc,
+        float(acc.std(ddof=1)),
+        (float(np.quantile(stds, 0.025)), float(np.quantile(stds, 0.975))),
+        float(prob.std(axis=1, ddof=1).mean()),
+        float(disagree.mean()),
+    )
+
