@@ -1,0 +1,245 @@
+"""The pieces every bound is made of: a sympy expression, assumptions, and a check result.
+
+A :class:`Theorem` holds its bound as a sympy expression, the single source of truth:
+:meth:`Theorem.latex` renders it for the docs and :meth:`Theorem.evaluate` is a JAX function
+generated from it by ``sympy.lambdify``. Signs of derivatives that follow from the stated
+positivity assumptions are derived symbolically by :meth:`Theorem.derivative_sign`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+
+__all__ = ["Assumption", "BoundCheck", "Theorem", "tolerance"]
+
+# Absolute + relative tolerance with which "empirical <= bound" is judged, by dtype. Float64
+# GD trajectories carry rounding errors far below 1e-9; float32 ones need 1e-4.
+_TOLERANCE = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-4}
+
+
+def tolerance(dtype) -> float:
+    """The numerical tolerance for ``empirical <= bound`` checks in ``dtype``.
+
+    Example:
+      >>> tolerance(np.float64)
+      1e-09
+    """
+    return _TOLERANCE[np.dtype(dtype)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Assumption:
+    """One assumption of a theorem, as measured on the data and the run.
+
+    Attributes:
+      name: short id, e.g. ``"eta R^2 <= 1"``.
+      description: what the assumption says and why the theorem needs it.
+      value: the measured quantity (the worst case over samples and checkpoints).
+      threshold: the threshold it is compared with.
+      relation: ``"<="``, ``"<"``, ``">="``, ``">"`` or ``"=="`` (value relation threshold).
+      holds: whether it holds.
+      pointwise: ``True`` when it is a condition per checkpoint (e.g. on t); a pointwise
+        assumption that fails at some checkpoints only restricts the checkpoints at which the
+        theorem applies.
+    """
+
+    name: str
+    description: str
+    value: float
+    threshold: float
+    relation: str
+    holds: bool
+    pointwise: bool = False
+
+    @classmethod
+    def measure(
+        cls, name: str, description: str, value, relation: str, threshold, *, pointwise=False
+    ) -> Assumption:
+        value, threshold = float(value), float(threshold)
+        ops: dict[str, Callable[[float, float], bool]] = {
+            "<=": lambda a, b: a <= b,
+            "<": lambda a, b: a < b,
+            ">=": lambda a, b: a >= b,
+            ">": lambda a, b: a > b,
+            "==": lambda a, b: a == b,
+        }
+        return cls(
+            name, description, value, threshold, relation, ops[relation](value, threshold), pointwise
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Theorem:
+    """A bound as a sympy expression with its metadata.
+
+    Attributes:
+      id: registry id, e.g. ``"head.H1"``.
+      title: one line.
+      expression: the bound, a sympy expression in ``symbols``.
+      symbols: the free symbols, in the order :meth:`evaluate` takes them.
+      notions: the stability notions it bounds (e.g. ``("direction",)``).
+      assumptions: the assumptions in words (the checks are made by the theorem's check).
+      reference: where it comes from (THEORY.md section, paper and theorem number).
+      rigorous: whether exceeding it is a violation (all bounds here are).
+    """
+
+    id: str
+    title: str
+    expression: sp.Expr
+    symbols: tuple[sp.Symbol, ...]
+    notions: tuple[str, ...]
+    assumptions: tuple[str, ...]
+    reference: str
+    rigorous: bool = True
+    definitions: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
+
+    def latex(self) -> str:
+        """LaTeX of the bound (and of the auxiliary definitions it uses)."""
+        main = sp.latex(self.expression)
+        defs = ", ".join(f"{sp.latex(s)} = {sp.latex(e)}" for s, e in self.definitions)
+        return f"{main} \\quad\\text{{where }} {defs}" if defs else main
+
+    @functools.cached_property
+    def _jax_fn(self) -> Callable:
+        return sp.lambdify(self.symbols, self.expression, modules="jax")
+
+    def evaluate(self, *args, **kwargs):
+        """Evaluate the bound with JAX (broadcasting); arguments by position or symbol name.
+
+        Example:
+          >>> from stabtheory.bounds import get
+          >>> float(get("head.C1").evaluate(eta=0.5, t=10, L=1.0, n=100))
+          0.1
+        """
+        if kwargs:
+            names = [s.name for s in self.symbols]
+            unknown = set(kwargs) - set(names)
+            if unknown:
+                raise TypeError(f"{self.id}.evaluate got unknown arguments {sorted(unknown)}; "
+                                f"it takes {names}.")
+            args = tuple(args) + tuple(kwargs[n] for n in names[len(args):])
+        if len(args) != len(self.symbols):
+            raise TypeError(f"{self.id}.evaluate takes {[s.name for s in self.symbols]}.")
+        return self._jax_fn(*(jnp.asarray(a, dtype=jnp.float64) for a in args))
+
+    def derivative_sign(self, symbol: str | sp.Symbol, via: dict | None = None) -> int | None:
+        """The sign of d(bound)/d(symbol) that follows from the symbols' assumptions.
+
+        Returns +1, -1, or ``None`` when sympy cannot decide it from the assumptions alone.
+        ``via`` optionally maps a symbol of the expression to an expression of new symbols
+        (e.g. ``Psi`` to its definition in ``t``), applying the chain rule.
+        """
+        sym = next(s for s in self.expression.free_symbols | _free(via) if s.name == str(symbol))
+        expr = self.expression
+        if via:
+            expr = expr.subs(via)
+        derivative = sp.simplify(sp.diff(expr, sym))
+        if derivative.is_positive:
+            return 1
+        if derivative.is_negative:
+            return -1
+        return None
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "latex": self.latex(),
+            "notions": list(self.notions),
+            "assumptions": list(self.assumptions),
+            "reference": self.reference,
+        }
+
+
+def _free(via: dict | None) -> set:
+    if not via:
+        return set()
+    return set().union(*(sp.sympify(e).free_symbols for e in via.values()))
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundCheck:
+    """The result of checking a theorem against simulations, per sample and checkpoint.
+
+    Attributes:
+      theorem: the theorem id.
+      notion: the stability notion compared (e.g. ``"loo.direction"``).
+      steps: checkpoint steps, (C,).
+      bound: per-sample bound, (C, n); NaN where the theorem does not apply.
+      empirical: per-sample empirical stability, (C, n).
+      applicable_at: (C,) whether every assumption holds at that checkpoint.
+      applicable: the theorem applies at one checkpoint at least.
+      assumptions: the :class:`Assumption` checks.
+      tol: tolerance of the comparison.
+      config: the configuration (loss, lr, n, ...).
+    """
+
+    theorem: str
+    notion: str
+    steps: np.ndarray
+    bound: np.ndarray
+    empirical: np.ndarray
+    applicable_at: np.ndarray
+    assumptions: tuple[Assumption, ...]
+    tol: float
+    config: dict
+
+    @property
+    def applicable(self) -> bool:
+        return bool(np.any(self.applicable_at))
+
+    @property
+    def violation_mask(self) -> np.ndarray:
+        """(C, n): applicable entries where empirical > bound + tol * max(1, bound)."""
+        slack = self.tol * np.maximum(1.0, np.abs(np.nan_to_num(self.bound)))
+        over = self.empirical > self.bound + slack
+        return over & self.applicable_at[:, None]
+
+    @property
+    def violations(self) -> int:
+        return int(self.violation_mask.sum())
+
+    @property
+    def holds(self) -> bool | None:
+        """``True``/``False`` when applicable; ``None`` when the theorem does not apply."""
+        return (self.violations == 0) if self.applicable else None
+
+    def summary(self) -> dict:
+        """One row of ``report.json``'s ``checks``."""
+        mask = self.applicable_at
+        b, e = self.bound[mask], self.empirical[mask]
+
+        def stat(f, a):
+            return float(f(a)) if a.size else None
+
+        return {
+            "theorem": self.theorem,
+            "config": self.config,
+            "notion": self.notion,
+            "applicable": self.applicable,
+            "steps": [int(s) for s in self.steps],
+            "steps_applicable": [int(s) for s in self.steps[mask]],
+            "empirical_mean": stat(np.mean, e),
+            "bound_mean": stat(np.mean, b),
+            "empirical_max": stat(np.max, e),
+            "bound_max": stat(np.max, b),
+            "ratio_mean": stat(np.mean, b) / stat(np.mean, e)
+            if e.size and np.mean(e) > 0
+            else None,
+            "violations": self.violations,
+            "holds": self.holds,
+            "assumptions": [a.to_dict() for a in self.assumptions],
+        }
+
+
+def all_hold(assumptions: Sequence[Assumption]) -> bool:
+    return all(a.holds for a in assumptions if not a.pointwise)

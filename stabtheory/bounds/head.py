@@ -1,0 +1,473 @@
+r"""Head-tuning bounds (THEORY.md section 3): Lemma H-2, Theorems H-1, H-2 and C-1.
+
+Each theorem is a :class:`~stabtheory.bounds.base.Theorem` whose sympy expression is the
+single source of truth, plus a check that measures its assumptions and compares the bound with
+the leave-one-out stability of GD runs, per sample ``i`` and checkpoint ``t``:
+
+==================  ===================  ==================================================
+id                  empirical            bound for sample i
+==================  ===================  ==================================================
+``head.svm_loo``    ``||u_S - u_S\i||``  Lemma H-2's ``D_i`` (0 for an inactive ``z_i``)
+``head.H1``         ``loo.direction``    ``e(gamma, delta_S(t)) + D_i + e(gamma_i, delta_i(t))``
+``head.H2``         ``loo.direction``    ``h(S, t) + D_i + h(S\i, t)`` (a-priori rate)
+``head.C1``         ``loo.weights``      ``2 eta t L / n`` (and ``L_i`` times it for ``loo.loss``)
+==================  ===================  ==================================================
+
+The quantities that the checks share (max margins of S and every S\i, directions and
+normalised margins of every run) are computed once in :class:`HeadEvidence`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+
+from stabtheory.bounds.base import Assumption, BoundCheck, Theorem, all_hold, tolerance
+from stabtheory.data import validate
+from stabtheory.margin import LooMaxMargin, loo_max_margin, max_margin
+from stabtheory.stability import Simulation, per_sample_stability, simulate
+
+__all__ = [
+    "C1",
+    "H1",
+    "H2",
+    "SVM_LOO",
+    "HeadEvidence",
+    "direction_gap",
+    "h2_direction_rate",
+    "head_evidence",
+]
+
+# ----------------------------------------------------------------------------- symbols
+gamma = sp.Symbol("gamma", positive=True)
+gamma_i = sp.Symbol("gamma_i", positive=True)
+delta = sp.Symbol("delta", real=True)
+delta_i = sp.Symbol("delta_i", real=True)
+m_i = sp.Symbol("m_i", real=True)
+D_i = sp.Symbol("D_i", nonnegative=True)
+t = sp.Symbol("t", positive=True)
+eta = sp.Symbol("eta", positive=True)
+n = sp.Symbol("n", positive=True)
+R = sp.Symbol("R", positive=True)
+R_i = sp.Symbol("R_i", positive=True)
+L = sp.Symbol("L", positive=True)
+Psi = sp.Symbol("Psi", positive=True)
+C = sp.Symbol("C", positive=True)
+
+
+def direction_gap(g, dlt) -> sp.Expr:
+    r"""Lemma H-1: ``e(gamma, delta)`` bounds ``||v - u_S||`` for a unit v of margin gamma - delta.
+
+    .. math:: e(\gamma,\delta) = \sqrt{\max(0,\ 4 - (2\gamma - \delta)^2/\gamma^2)}
+              \ (\delta \le 2\gamma), \qquad 2\ (\delta > 2\gamma).
+    """
+    return sp.Piecewise(
+        (2, dlt > 2 * g), (sp.sqrt(sp.Max(0, 4 - (2 * g - dlt) ** 2 / g**2)), True)
+    )
+
+
+def h2_direction_rate(t_, n_, g, r, e) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    r"""Theorem H-2 for one data set: ``(bound, C, Psi)`` in sympy.
+
+    With ``gamma_1 = gamma / R`` and ``eta_1 = eta R^2``:
+    ``C = log n + gamma_1 eta_1^2 / 2 + eta_1 / gamma_1``,
+    ``Psi(t) = log(1 + eta_1 gamma_1^2 t / 2) - log n`` and, for ``Psi(t) > 0``,
+    ``||v(t) - u_S|| <= 2 sqrt(C / (gamma_1 Psi(t)))``.
+    """
+    g1, e1 = g / r, e * r**2
+    c = sp.log(n_) + g1 * e1**2 / 2 + e1 / g1
+    psi = sp.log(1 + e1 * g1**2 * t_ / 2) - sp.log(n_)
+    return 2 * sp.sqrt(c / (g1 * psi)), c, psi
+
+
+# ----------------------------------------------------------------------------- theorems
+SVM_LOO = Theorem(
+    id="head.svm_loo",
+    title="Lemma H-2: leave-one-out change of the max-margin direction",
+    expression=direction_gap(gamma_i, gamma_i - m_i),
+    symbols=(m_i, gamma_i),
+    notions=("svm_direction",),
+    assumptions=(
+        "S is linearly separable through the origin (gamma(S) > 0)",
+        "the bound is 0 when z_i is not an active constraint (u_S\\i = u_S)",
+    ),
+    reference="THEORY.md section 3, Lemma H-2 (Lemma H-1 applied on S\\i to v = u_S)",
+)
+
+H1 = Theorem(
+    id="head.H1",
+    title="Theorem H-1: a-posteriori head direction stability at step t",
+    expression=direction_gap(gamma, delta) + D_i + direction_gap(gamma_i, delta_i),
+    symbols=(gamma, delta, D_i, gamma_i, delta_i),
+    notions=("direction",),
+    assumptions=(
+        "S is linearly separable through the origin (gamma(S) > 0)",
+        "the trained heads are non-zero (their direction is defined)",
+    ),
+    reference="THEORY.md section 3, Theorem H-1 (after Soudry et al. 2018, JMLR 19:70)",
+)
+
+_h_S, _C_S, _Psi_S = h2_direction_rate(t, n, gamma, R, eta)
+_h_i, _C_i, _Psi_i = h2_direction_rate(t, n - 1, gamma_i, R_i, eta)
+H2 = Theorem(
+    id="head.H2",
+    title="Theorem H-2: a-priori margin and direction rate of GD on the exponential loss",
+    expression=_h_S + D_i + _h_i,
+    symbols=(t, eta, n, gamma, R, D_i, gamma_i, R_i),
+    notions=("direction",),
+    assumptions=(
+        "exponential loss, plain full-batch GD, one head, start w(0) = 0",
+        "eta R^2 <= 1 (R = max_i ||x_i|| of each set)",
+        "Psi(t) > 0 for S and for S\\i (t large enough)",
+        "S is linearly separable through the origin",
+    ),
+    reference="THEORY.md section 3, Theorem H-2, composed with Lemma H-2 as in Theorem H-1",
+    definitions=((C, _C_S), (Psi, _Psi_S)),
+)
+
+C1 = Theorem(
+    id="head.C1",
+    title="Theorem C-1: raw head weights under GD on a convex, Lipschitz, smooth loss",
+    expression=2 * eta * t * L / n,
+    symbols=(eta, t, L, n),
+    notions=("weights", "loss"),
+    assumptions=(
+        "plain full-batch GD, one head, common start for S and S\\i",
+        "every loss l(.; z) convex, L-Lipschitz and b-smooth on the region the runs visit",
+        "eta <= 2 / b",
+        "logistic: L = R, b = R^2/4 (global). exponential: L = R max|l'| and b = R^2 max|l'|, "
+        "max over every step before t of both runs (valid on the segments between them, "
+        "since exp(-m) is monotone in the margin m, which is linear in w)",
+    ),
+    reference="THEORY.md section 3, Theorem C-1 (after Hardt, Recht & Singer 2016, Thm 3.7)",
+)
+
+
+@functools.cache
+def h2_time_monotonicity() -> dict:
+    """Sign of dH2/dt derived by sympy: d h / d Psi < 0 (C, gamma_1, Psi > 0) and
+    d Psi / d t > 0 (eta, gamma, R, t > 0), so the bound decreases in t (chain rule).
+
+    Example:
+      >>> h2_time_monotonicity()["sign"]
+      -1
+    """
+    h_of_psi = 2 * sp.sqrt(C / ((gamma / R) * Psi))
+    dh_dpsi = sp.simplify(sp.diff(h_of_psi, Psi))
+    dpsi_dt = sp.simplify(sp.diff(_Psi_S, t))
+    s1 = -1 if dh_dpsi.is_negative else (1 if dh_dpsi.is_positive else None)
+    s2 = -1 if dpsi_dt.is_negative else (1 if dpsi_dt.is_positive else None)
+    return {
+        "dh_dPsi": sp.latex(dh_dpsi),
+        "dPsi_dt": sp.latex(dpsi_dt),
+        "sign": None if s1 is None or s2 is None else s1 * s2,
+    }
+
+
+# ----------------------------------------------------------------------------- evidence
+@dataclasses.dataclass(frozen=True)
+class HeadEvidence:
+    """Everything the head checks share for one configuration.
+
+    Attributes:
+      X, y, Z: data of S (float64), ``Z = y x``.
+      sim: the leave-one-out :class:`~stabtheory.stability.Simulation`.
+      loo: :class:`~stabtheory.margin.LooMaxMargin` (max margins of S and every S\\i).
+      radius, radius_loo: R of S and of every S\\i, (n,).
+      w: predictor weights, (runs, C, d); ``directions`` their unit vectors.
+      delta_S: (C,) gamma(S) - normalised margin of the S run on S.
+      delta_loo: (C, n) gamma(S\\i) - normalised margin of the S\\i run on S\\i.
+      config: the configuration.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    Z: np.ndarray
+    sim: Simulation
+    loo: LooMaxMargin
+    radius: float
+    radius_loo: np.ndarray
+    w: np.ndarray
+    directions: np.ndarray
+    delta_S: np.ndarray
+    delta_loo: np.ndarray
+    config: dict
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self.sim.steps
+
+    @property
+    def D(self) -> np.ndarray:
+        """Lemma H-2's D_i, (n,): 0 for inactive constraints."""
+        value = np.asarray(SVM_LOO.evaluate(self.loo.min_other, self.loo.margins))
+        return np.where(self.loo.full.support, value, 0.0)
+
+    def empirical(self, notion: str) -> np.ndarray:
+        """(C, n) leave-one-out stability of the runs."""
+        w = self.sim.trajectory.w
+        return np.asarray(
+            per_sample_stability(w[0], w[1:], self.sim.Z, notion, loss=self.sim.loss)
+        ).T
+
+
+def head_evidence(
+    X,
+    y,
+    *,
+    loss: str = "exponential",
+    lr: float = 1.0,
+    steps=1000,
+    init=None,
+    optimizer: str = "gd",
+    heads_per_run: int = 1,
+    dtype=jnp.float64,
+    loo: LooMaxMargin | None = None,
+) -> HeadEvidence:
+    """Train S and every S\\i, solve every max margin, and measure the shared quantities.
+
+    Raises:
+      NotSeparableError: S is not separable through the origin.
+    """
+    X, y = validate(X, y)
+    if loo is None:
+        loo = loo_max_margin(X, y, result=max_margin(X, y))
+    sim = simulate(
+        X,
+        y,
+        loss=loss,
+        lr=lr,
+        steps=steps,
+        init=init,
+        heads_per_run=heads_per_run,
+        optimizer=optimizer,
+        dtype=dtype,
+    )
+    Z = y[:, None] * X
+    norms = np.linalg.norm(X, axis=1)
+    nn = X.shape[0]
+    # R of S\i: the max norm over the other samples.
+    order = np.argsort(norms)
+    radius_loo = np.full(nn, norms[order[-1]])
+    radius_loo[order[-1]] = norms[order[-2]]
+    w = np.asarray(sim.trajectory.w, dtype=np.float64).mean(axis=-2)  # (runs, C, d)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        directions = w / np.linalg.norm(w, axis=-1, keepdims=True)
+    margins = directions @ Z.T  # (runs, C, n)
+    delta_S = loo.full.margin - margins[0].min(axis=-1)
+    own = margins[1:].copy()  # (n, C, n): run i's margins on every sample
+    idx = np.arange(nn)
+    own[idx, :, idx] = np.inf  # S\i excludes z_i
+    delta_loo = (loo.margins[:, None] - own.min(axis=-1)).T  # (C, n)
+    config = {
+        "loss": loss,
+        "lr": float(lr),
+        "optimizer": optimizer,
+        "heads": heads_per_run,
+        "n": nn,
+        "d": X.shape[1],
+        "R": float(norms.max()),
+        "gamma": float(loo.full.margin),
+        "init": "zero" if init is None else "given",
+        "dtype": np.dtype(dtype).name,
+    }
+    return HeadEvidence(
+        X, y, Z, sim, loo, float(norms.max()), radius_loo, w, directions, delta_S, delta_loo, config
+    )
+
+
+# ----------------------------------------------------------------------------- checks
+def _separable(ev: HeadEvidence) -> Assumption:
+    return Assumption.measure(
+        "gamma(S) > 0",
+        "S is separable through the origin (certified by the max-margin solver)",
+        ev.loo.full.margin,
+        ">",
+        0.0,
+    )
+
+
+def _margin_certificate(ev: HeadEvidence) -> Assumption:
+    worst = float(min(np.nanmin(ev.delta_S), np.nanmin(ev.delta_loo)))
+    tol = 1e-9 * max(ev.radius, 1.0)
+    return Assumption.measure(
+        "delta(t) >= 0",
+        "no GD direction has a larger margin than the computed max margin (min delta over "
+        "runs and checkpoints; a negative value would mean the max-margin solver is wrong)",
+        worst,
+        ">=",
+        -tol,
+    )
+
+
+def _nonzero(ev: HeadEvidence) -> Assumption:
+    norms = np.linalg.norm(ev.w, axis=-1)
+    return Assumption.measure(
+        "||w(t)|| > 0",
+        "every trained head is non-zero, so its direction is defined",
+        norms.min(),
+        ">",
+        0.0,
+        pointwise=True,
+    )
+
+
+def _result(theorem, notion, ev, bound, empirical, assumptions, applicable_at) -> BoundCheck:
+    applicable_at = np.asarray(applicable_at, bool) & all_hold(assumptions)
+    bound = np.where(applicable_at[:, None], bound, np.nan)
+    return BoundCheck(
+        theorem=theorem.id,
+        notion=notion,
+        steps=ev.steps,
+        bound=bound,
+        empirical=empirical,
+        applicable_at=applicable_at,
+        assumptions=tuple(assumptions),
+        tol=tolerance(np.dtype(ev.config["dtype"])),
+        config=dict(ev.config),
+    )
+
+
+def check_svm_loo(ev: HeadEvidence) -> BoundCheck:
+    """Lemma H-2 against the exact change of the max-margin direction (one 'checkpoint')."""
+    assumptions = [_separable(ev)]
+    empirical = ev.loo.change[None, :]
+    res = _result(SVM_LOO, "svm.direction", ev, ev.D[None, :], empirical, assumptions, [True])
+    return dataclasses.replace(res, steps=np.array([-1]))
+
+
+def check_h1(ev: HeadEvidence) -> BoundCheck:
+    """Theorem H-1 per sample and checkpoint."""
+    nonzero = np.linalg.norm(ev.w, axis=-1).min(axis=0) > 0  # (C,)
+    assumptions = [_separable(ev), _margin_certificate(ev), _nonzero(ev)]
+    bound = np.asarray(
+        H1.evaluate(
+            ev.loo.full.margin,
+            ev.delta_S[:, None],
+            ev.D[None, :],
+            ev.loo.margins[None, :],
+            ev.delta_loo,
+        )
+    )
+    return _result(H1, "loo.direction", ev, bound, ev.empirical("direction"), assumptions, nonzero)
+
+
+def check_h2(ev: HeadEvidence) -> BoundCheck:
+    """Theorem H-2 (composed with Lemma H-2) per sample and checkpoint."""
+    cfg = ev.config
+    lr = cfg["lr"]
+    steps = ev.steps.astype(np.float64)
+    setting = (
+        cfg["loss"] == "exponential"
+        and cfg["optimizer"] == "gd"
+        and cfg["heads"] == 1
+        and cfg["init"] == "zero"
+    )
+    g1 = ev.loo.full.margin / ev.radius
+    g1_i = ev.loo.margins / ev.radius_loo
+    e1 = lr * ev.radius**2
+    e1_i = lr * ev.radius_loo**2
+    psi_S = np.log1p(e1 * g1**2 * steps / 2) - np.log(ev.n)
+    psi_i = np.log1p(e1_i[None, :] * g1_i[None, :] ** 2 * steps[:, None] / 2) - np.log(ev.n - 1)
+    psi_ok = (psi_S > 0) & (psi_i > 0).all(axis=1)
+    assumptions = [
+        Assumption.measure(
+            "exponential loss, GD, 1 head, w(0)=0",
+            "the setting of Theorem H-2 (1 if it is met)",
+            float(setting),
+            "==",
+            1.0,
+        ),
+        Assumption.measure(
+            "eta R^2 <= 1",
+            "step size condition eta_1 = eta R^2 <= 1 (worst over S and every S\\i)",
+            max(e1, float(e1_i.max())),
+            "<=",
+            1.0,
+        ),
+        _separable(ev),
+        Assumption.measure(
+            "Psi(t) > 0",
+            "t large enough that Psi(t) = log(1 + eta_1 gamma_1^2 t / 2) - log n > 0 for S and "
+            "every S\\i (min over the checkpoints; the theorem applies where it holds)",
+            float(np.minimum(psi_S, psi_i.min(axis=1)).min()),
+            ">",
+            0.0,
+            pointwise=True,
+        ),
+    ]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bound = np.asarray(
+            H2.evaluate(
+                steps[:, None],
+                lr,
+                float(ev.n),
+                ev.loo.full.margin,
+                ev.radius,
+                ev.D[None, :],
+                ev.loo.margins[None, :],
+                ev.radius_loo[None, :],
+            )
+        )
+    return _result(H2, "loo.direction", ev, bound, ev.empirical("direction"), assumptions, psi_ok)
+
+
+def check_c1(ev: HeadEvidence, notion: str = "weights") -> BoundCheck:
+    """Theorem C-1 for ``loo.weights`` (or ``loo.loss``, times the loss's Lipschitz constant)."""
+    cfg = ev.config
+    lr, R_ = cfg["lr"], ev.radius
+    steps = ev.steps.astype(np.float64)
+    setting = cfg["optimizer"] == "gd" and cfg["heads"] == 1
+    dmax = np.asarray(ev.sim.trajectory.dloss_max)  # (runs, C)
+    if cfg["loss"] == "logistic":
+        lip = np.full((len(steps), ev.n), R_)
+        smooth = np.full((len(steps), ev.n), R_**2 / 4)
+        smooth_text = "b = R^2/4 (logistic, global)"
+    else:
+        scale = np.maximum(dmax[0][:, None], dmax[1:].T)  # (C, n): both runs, every step < t
+        lip, smooth = R_ * scale, R_**2 * scale
+        smooth_text = "b = R^2 max|l'| measured along both runs (exponential)"
+    step_ok = lr * smooth.max(axis=1) <= 2.0  # (C,)
+    assumptions = [
+        Assumption.measure(
+            "GD, 1 head", "plain full-batch GD on one head (1 if met)", float(setting), "==", 1.0
+        ),
+        Assumption.measure(
+            "eta <= 2/b",
+            f"non-expansive GD steps; {smooth_text}; worst over samples and checkpoints",
+            lr * float(smooth.max()),
+            "<=",
+            2.0,
+            pointwise=True,
+        ),
+    ]
+    bound = np.asarray(C1.evaluate(lr, steps[:, None], lip, float(ev.n)))
+    if notion == "loss":
+        # |l(w;z_i) - l(w';z_i)| <= max over the segment of |l'| ||z_i|| times ||w - w'||; the
+        # margin is linear on the segment, so |l'| there is at most its value at an endpoint.
+        norms = np.linalg.norm(ev.Z, axis=1)
+        if cfg["loss"] == "logistic":
+            lip_i = np.broadcast_to(norms, bound.shape)
+        else:
+            m_full = ev.w[0] @ ev.Z.T  # (C, n)
+            m_loo = np.einsum("icd,id->ci", ev.w[1:], ev.Z)  # (C, n): run i on z_i
+            lip_i = np.exp(-np.minimum(m_full, m_loo)) * norms
+        bound = bound * lip_i
+    empirical = ev.empirical(notion)
+    return _result(C1, f"loo.{notion}", ev, bound, empirical, assumptions, step_ok)
+
+
+CHECKS = {
+    "head.svm_loo": check_svm_loo,
+    "head.H1": check_h1,
+    "head.H2": check_h2,
+    "head.C1": check_c1,
+}

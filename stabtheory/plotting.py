@@ -1,0 +1,101 @@
+"""Figures: bound versus empirical stability, and instability against a swept parameter.
+
+These are the functions ``stabtheory verify`` draws its figures with, so a user can draw
+the same figures from checks and sweeps of their own:
+
+>>> import matplotlib
+>>> matplotlib.use("Agg")
+>>> from stabtheory.bounds import check_bound
+>>> from stabtheory.data import soudry_fig1
+>>> ds = soudry_fig1()
+>>> chk = check_bound("head.H1", ds.X, ds.y, lr=0.1, steps=[1, 10, 100, 1000])
+>>> ax = plot_bound_vs_empirical(chk)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from stabtheory.bounds.base import BoundCheck
+from stabtheory.stability import bootstrap_mean_ci
+
+__all__ = ["plot_bound_vs_empirical", "plot_claim"]
+
+
+def plot_bound_vs_empirical(
+    check: BoundCheck, *, ax: plt.Axes | None = None, label: str | None = None, color=None
+) -> plt.Axes:
+    """Mean (with 95% bootstrap band) and max of the empirical stability and of the bound
+    over samples, against the checkpoint step t, on log axes.
+
+    Checkpoints where the theorem does not apply are left out of the bound's curves.
+    Violations, if any, are marked with red crosses.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.6))
+    steps = np.asarray(check.steps, float)
+    emp = check.empirical
+    mean = emp.mean(axis=1)
+    lo, hi = bootstrap_mean_ci(emp)
+    name = label or check.theorem
+    line = ax.plot(steps, mean, "-", color=color, label=f"empirical {check.notion} (mean)")[0]
+    c = line.get_color()
+    ax.fill_between(steps, lo, hi, color=c, alpha=0.25, lw=0)
+    ax.plot(steps, emp.max(axis=1), ":", color=c, label="empirical (max over i)")
+    ok = check.applicable_at
+    if ok.any():
+        b = check.bound[ok]
+        ax.plot(steps[ok], b.mean(axis=1), "--", color="k", label=f"bound {name} (mean)")
+        ax.plot(steps[ok], b.max(axis=1), "-.", color="0.5", label="bound (max over i)")
+    bad = check.violation_mask
+    if bad.any():
+        ci, _ = np.nonzero(bad)
+        ax.plot(steps[ci], emp[bad], "x", color="red", label="violation")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("GD step t")
+    ax.set_ylabel("stability (smaller is more stable)")
+    cfg = check.config
+    ax.set_title(
+        f"{check.theorem}: {cfg.get('loss', '')}, lr={cfg.get('lr', '')}, "
+        f"gamma={cfg.get('gamma', 0):.3g}, n={cfg.get('n', '')}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_claim(
+    parameter: str,
+    curves: dict[str, tuple[Sequence[float], Sequence[np.ndarray]]],
+    *,
+    ax: plt.Axes | None = None,
+    title: str = "",
+    ylabel: str = "instability (mean over i)",
+    logx: bool = True,
+) -> plt.Axes:
+    """Mean instability (95% bootstrap interval as error bars) against a swept parameter.
+
+    Args:
+      parameter: the swept parameter's name (x label).
+      curves: ``{label: (parameter_values, per_sample_values_per_config)}``.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.6))
+    for label, (xs, per_sample) in curves.items():
+        xs = np.asarray(xs, float)
+        means = np.array([np.mean(v) for v in per_sample])
+        ci = np.array([bootstrap_mean_ci(np.asarray(v)) for v in per_sample])
+        yerr = np.abs(np.stack([means - ci[:, 0], ci[:, 1] - means]))
+        ax.errorbar(xs, means, yerr=yerr, marker="o", ms=3, capsize=2, label=label)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(parameter)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return ax
