@@ -4,8 +4,8 @@ A claim says that stability improves when a parameter moves one way: e.g. ``head
 "a larger margin gives more stability", predicts that the *instability* (the mean
 leave-one-out value of a notion) decreases as the margin grows. The statistic is Kendall's
 tau between the swept parameter and the mean instability, with a bootstrap interval obtained
-by resampling the samples ``i`` within every configuration (a paired bootstrap when every configuration has the same samples).
-In one regime the verdict is
+by resampling the samples ``i`` within every configuration (a paired bootstrap when every
+configuration has the same samples). In one regime the verdict is
 
 * ``supported``: the interval lies strictly on the predicted side of 0,
 * ``refuted``: it lies strictly on the other side,
@@ -106,8 +106,10 @@ def verdict(
         boot_means = np.stack([np.asarray(v)[idx].mean(axis=1) for v in per_sample], axis=1)
     else:
         boot_means = np.stack(
-            [np.asarray(v)[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
-             for v in per_sample],
+            [
+                np.asarray(v)[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+                for v in per_sample
+            ],
             axis=1,
         )  # (n_boot, configs)
     taus = np.array([kendall_tau(parameter_values, row) for row in boot_means])
@@ -120,8 +122,9 @@ def verdict(
         word = "supported"
     else:
         word = "refuted"
-    return RegimeVerdict(regime, word, tau, (lo, hi), list(map(float, parameter_values)),
-                         means.tolist())
+    return RegimeVerdict(
+        regime, word, tau, (lo, hi), list(map(float, parameter_values)), means.tolist()
+    )
 
 
 @dataclasses.dataclass(frozen=True)

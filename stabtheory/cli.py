@@ -36,8 +36,11 @@ def _verify(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = Path(args.out)
     if (out / "report.json").exists() and not args.force:
-        print(f"error: {out / 'report.json'} exists; pass --force to overwrite it or choose "
-              "another --out.", file=sys.stderr)
+        print(
+            f"error: {out / 'report.json'} exists; pass --force to overwrite it or choose "
+            "another --out.",
+            file=sys.stderr,
+        )
         return 2
     import stabtheory  # noqa: F401  (enables float64)
     from stabtheory.report import write_report
@@ -48,16 +51,21 @@ def _verify(args: argparse.Namespace) -> int:
     study = run_head_study(spec, progress=progress)
     report = write_report(study, out, runtime_s=time.perf_counter() - start)
     applicable = [c for c in report["checks"] if c["applicable"]]
-    print(f"{len(report['checks'])} checks ({len(applicable)} applicable), "
-          f"{report['violations']} violations; report in {out}/report.md "
-          f"({report['runtime_s']:.1f} s)")
+    print(
+        f"{len(report['checks'])} checks ({len(applicable)} applicable), "
+        f"{report['violations']} violations; report in {out}/report.md "
+        f"({report['runtime_s']:.1f} s)"
+    )
     for v in report["claims"]:
         print(f"  {v['id']:<16} {v['notion']:<14} {v['verdict']}")
     if report["violations"]:
         for c in applicable:
             if c["violations"]:
-                print(f"VIOLATION: {c['theorem']} ({c['notion']}) exceeded at {c['violations']} "
-                      f"(sample, t) points, config {c['config']}", file=sys.stderr)
+                print(
+                    f"VIOLATION: {c['theorem']} ({c['notion']}) exceeded at {c['violations']} "
+                    f"(sample, t) points, config {c['config']}",
+                    file=sys.stderr,
+                )
         return 1
     return 0
 

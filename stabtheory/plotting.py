@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from stabtheory.bounds.base import BoundCheck
 from stabtheory.stability import bootstrap_mean_ci
@@ -50,6 +51,18 @@ def plot_bound_vs_empirical(
         b = check.bound[ok]
         ax.plot(steps[ok], b.mean(axis=1), "--", color="k", label=f"bound {name} (mean)")
         ax.plot(steps[ok], b.max(axis=1), "-.", color="0.5", label="bound (max over i)")
+    else:
+        failed = ", ".join(a.name for a in check.assumptions if not a.holds)
+        ax.text(
+            0.5,
+            0.5,
+            f"not applicable:\n{failed}",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="0.3",
+        )
     bad = check.violation_mask
     if bad.any():
         ci, _ = np.nonzero(bad)
@@ -93,6 +106,7 @@ def plot_claim(
         ax.errorbar(xs, means, yerr=yerr, marker="o", ms=3, capsize=2, label=label)
     if logx:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_yscale("log")
     ax.set_xlabel(parameter)
     ax.set_ylabel(ylabel)

@@ -10,13 +10,13 @@ import jax
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from stabtheory import plotting  # noqa: E402
-from stabtheory.bounds import REGISTRY  # noqa: E402
-from stabtheory.bounds.head import h2_time_monotonicity  # noqa: E402
-from stabtheory.simulations.head import NOTIONS, HeadStudy  # noqa: E402
+from stabtheory import plotting
+from stabtheory.bounds import REGISTRY
+from stabtheory.bounds.head import h2_time_monotonicity
+from stabtheory.simulations.head import NOTIONS, HeadStudy
 
 __all__ = ["SCHEMA", "build_report", "write_report"]
 
@@ -65,8 +65,12 @@ def _figures(study: HeadStudy, out: Path) -> list[str]:
     for loss in spec.losses:
         (k,) = study.find(loss=loss, **base)
         chosen = [c for i, c in study.checks if i == k]
-        fig, axes = plt.subplots(1, len(chosen), figsize=(4.6 * len(chosen), 3.8))
-        for ax, chk in zip(np.atleast_1d(axes), chosen, strict=True):
+        cols = 3
+        rows = -(-len(chosen) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+        for ax in axes.flat[len(chosen) :]:
+            ax.set_visible(False)
+        for ax, chk in zip(axes.flat, chosen, strict=False):
             if chk.theorem == "head.svm_loo":
                 _svm_panel(ax, chk)
             else:
@@ -82,8 +86,11 @@ def _figures(study: HeadStudy, out: Path) -> list[str]:
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
         names.append(name)
-    sweeps = {"head.lr": ("lr", "lr"), "head.margin": ("gamma_planted", "margin gamma"),
-              "head.n": ("n", "sample size n")}
+    sweeps = {
+        "head.lr": ("lr", "lr"),
+        "head.margin": ("gamma_planted", "margin gamma"),
+        "head.n": ("n", "sample size n"),
+    }
     late = len(steps) - 1
     early = int(np.argmin(np.abs(steps - spec.early_t)))
     for notion in NOTIONS:
@@ -102,10 +109,15 @@ def _figures(study: HeadStudy, out: Path) -> list[str]:
                 xs = [study.configs[j][field] for j in ks]
                 for tname, ti in (("early", early), ("late", late)):
                     curves[f"{loss}, t={steps[ti]} ({tname})"] = (
-                        xs, [study.stability[j][notion][ti] for j in ks])
+                        xs,
+                        [study.stability[j][notion][ti] for j in ks],
+                    )
             plotting.plot_claim(label, curves, ax=ax, title=claim_id)
-        fig.suptitle(f"Instability loo.{notion} against the swept parameters (mean over i, 95% "
-                     "bootstrap interval)", fontsize=10)
+        fig.suptitle(
+            f"Instability loo.{notion} against the swept parameters (mean over i, 95% "
+            "bootstrap interval)",
+            fontsize=10,
+        )
         fig.tight_layout()
         name = f"claims_{notion}.png"
         fig.savefig(out / name, dpi=110)
@@ -133,45 +145,69 @@ def _fmt(x, digits=3):
     return str(x)
 
 
+def _failed(a: dict, check: dict) -> str:
+    text = f"{a['name']} (worst {_fmt(a['value'])} {a['relation']} {_fmt(a['threshold'])} fails"
+    if a["pointwise"]:
+        at = check["steps_applicable"]
+        text += f"; applies at t in {at}" if at else "; at every checkpoint"
+    return text + ")"
+
+
 def _markdown(report: dict, figures: list[str]) -> str:
     lines = ["# stabtheory verify report", ""]
-    lines.append(f"Schema `{report['schema']}`; runtime {report['runtime_s']:.1f} s on "
-                 f"{report['environment']['backend']} ({report['environment']['machine']}); "
-                 f"**{report['violations']} violations** of rigorous bounds.")
+    lines.append(
+        f"Schema `{report['schema']}`; runtime {report['runtime_s']:.1f} s on "
+        f"{report['environment']['backend']} ({report['environment']['machine']}); "
+        f"**{report['violations']} violations** of rigorous bounds."
+    )
     lines += ["", "## Theorems", ""]
     for th in report["theorems"]:
         lines.append(f"- `{th['id']}`: {th['title']}. {th['reference']}.")
         lines.append(f"  $${th['latex']}$$")
     d = report["derived"]["head.H2"]["d bound / d t"]
-    lines += ["", f"sympy: dH2/dt has sign {d['sign']} (d h/d Psi = ${d['dh_dPsi']}$, "
-              f"d Psi/d t = ${d['dPsi_dt']}$).", ""]
-    lines += ["## Checks (bound vs empirical, per sample, over the checkpoints where the "
-              "theorem applies)", "",
-              "| theorem | notion | loss | lr | gamma | n | applicable | empirical mean | "
-              "bound mean | bound/empirical | violations | failed assumptions |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"sympy: dH2/dt has sign {d['sign']} (d h/d Psi = ${d['dh_dPsi']}$, "
+        f"d Psi/d t = ${d['dPsi_dt']}$).",
+        "",
+    ]
+    lines += [
+        "## Checks (bound vs empirical, per sample, over the checkpoints where the "
+        "theorem applies)",
+        "",
+        "| theorem | notion | loss | lr | gamma | n | applicable | empirical mean | "
+        "bound mean | bound/empirical | violations | failed assumptions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in report["checks"]:
         cfg = c["config"]
-        failed = "; ".join(f"{a['name']} ({_fmt(a['value'])} {a['relation']} "
-                           f"{_fmt(a['threshold'])} fails)" for a in c["assumptions"]
-                           if not a["holds"]) or "none"
+        failed = "; ".join(_failed(a, c) for a in c["assumptions"] if not a["holds"]) or "none"
         lines.append(
             f"| {c['theorem']} | {c['notion']} | {cfg['loss']} | {cfg['lr']} | "
             f"{_fmt(cfg['gamma'])} | {cfg['n']} | {c['applicable']} | "
             f"{_fmt(c['empirical_mean'])} | {_fmt(c['bound_mean'])} | {_fmt(c['ratio_mean'])} | "
             f"{c['violations']} | {failed} |"
         )
-    lines += ["", "## Claims", "",
-              "| claim | notion | verdict | regimes (tau [95% CI]: verdict) | figure |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Claims",
+        "",
+        "| claim | notion | verdict | regimes (tau [95% CI]: verdict) | figure |",
+        "|---|---|---|---|---|",
+    ]
     for v in report["claims"]:
         regs = "<br>".join(
             f"{r['regime']}: {r['tau']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}] {r['verdict']}"
-            for r in v["statistic"]["regimes"])
-        lines.append(f"| {v['id']} | {v['notion']} | **{v['verdict']}** | {regs} | "
-                     f"{v['figure']} |")
-    lines += ["", "Statistic: " + (report["claims"][0]["statistic"]["name"]
-                                   if report["claims"] else ""), "", "## Figures", ""]
+            for r in v["statistic"]["regimes"]
+        )
+        lines.append(f"| {v['id']} | {v['notion']} | **{v['verdict']}** | {regs} | {v['figure']} |")
+    lines += [
+        "",
+        "Statistic: " + (report["claims"][0]["statistic"]["name"] if report["claims"] else ""),
+        "",
+        "## Figures",
+        "",
+    ]
     lines += [f"![{f}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
 

@@ -426,4 +426,3 @@ def seed_stability(
         float(prob.std(axis=1, ddof=1).mean()),
         float(disagree.mean()),
     )
-

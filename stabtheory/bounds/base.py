@@ -70,7 +70,13 @@ class Assumption:
             "==": lambda a, b: a == b,
         }
         return cls(
-            name, description, value, threshold, relation, ops[relation](value, threshold), pointwise
+            name,
+            description,
+            value,
+            threshold,
+            relation,
+            ops[relation](value, threshold),
+            pointwise,
         )
 
     def to_dict(self) -> dict:
@@ -124,9 +130,10 @@ class Theorem:
             names = [s.name for s in self.symbols]
             unknown = set(kwargs) - set(names)
             if unknown:
-                raise TypeError(f"{self.id}.evaluate got unknown arguments {sorted(unknown)}; "
-                                f"it takes {names}.")
-            args = tuple(args) + tuple(kwargs[n] for n in names[len(args):])
+                raise TypeError(
+                    f"{self.id}.evaluate got unknown arguments {sorted(unknown)}; it takes {names}."
+                )
+            args = tuple(args) + tuple(kwargs[n] for n in names[len(args) :])
         if len(args) != len(self.symbols):
             raise TypeError(f"{self.id}.evaluate takes {[s.name for s in self.symbols]}.")
         return self._jax_fn(*(jnp.asarray(a, dtype=jnp.float64) for a in args))

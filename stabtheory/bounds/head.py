@@ -65,9 +65,7 @@ def direction_gap(g, dlt) -> sp.Expr:
     .. math:: e(\gamma,\delta) = \sqrt{\max(0,\ 4 - (2\gamma - \delta)^2/\gamma^2)}
               \ (\delta \le 2\gamma), \qquad 2\ (\delta > 2\gamma).
     """
-    return sp.Piecewise(
-        (2, dlt > 2 * g), (sp.sqrt(sp.Max(0, 4 - (2 * g - dlt) ** 2 / g**2)), True)
-    )
+    return sp.Piecewise((2, dlt > 2 * g), (sp.sqrt(sp.Max(0, 4 - (2 * g - dlt) ** 2 / g**2)), True))
 
 
 def h2_direction_rate(t_, n_, g, r, e) -> tuple[sp.Expr, sp.Expr, sp.Expr]:

@@ -103,8 +103,10 @@ class HeadStudy:
         return [
             k
             for k, c in enumerate(self.configs)
-            if all(np.isclose(c[key], v) if isinstance(v, float) else c[key] == v
-                   for key, v in match.items())
+            if all(
+                np.isclose(c[key], v) if isinstance(v, float) else c[key] == v
+                for key, v in match.items()
+            )
         ]
 
     @property
@@ -158,23 +160,26 @@ def run_head_study(
     for k, cfg in enumerate(plan):
         ds = _dataset(spec, cfg["gamma"], cfg["n"], data_cache)
         loo = loo_cache.get((cfg["gamma"], cfg["n"]))
-        ev = _head.head_evidence(
-            ds.X, ds.y, loss=cfg["loss"], lr=cfg["lr"], steps=steps, loo=loo
-        )
+        ev = _head.head_evidence(ds.X, ds.y, loss=cfg["loss"], lr=cfg["lr"], steps=steps, loo=loo)
         loo_cache[(cfg["gamma"], cfg["n"])] = ev.loo
         config = {**ev.config, "gamma_planted": cfg["gamma"], "data": ds.name}
         study.configs.append(config)
         index = len(study.configs) - 1
-        checks = [_head.check_h1(ev), _head.check_h2(ev), _head.check_c1(ev, "weights"),
-                  _head.check_c1(ev, "loss")]
+        checks = [
+            _head.check_h1(ev),
+            _head.check_h2(ev),
+            _head.check_c1(ev, "weights"),
+            _head.check_c1(ev, "loss"),
+        ]
         if cfg["loss"] == spec.losses[0]:
             checks.append(_head.check_svm_loo(ev))
         for chk in checks:
             study.checks.append((index, dataclasses.replace(chk, config=config)))
         study.stability[index] = {notion: ev.empirical(notion) for notion in NOTIONS}
         if progress is not None:
-            progress(k + 1, len(plan), f"{cfg['loss']} lr={cfg['lr']} gamma={cfg['gamma']} "
-                     f"n={cfg['n']}")
+            progress(
+                k + 1, len(plan), f"{cfg['loss']} lr={cfg['lr']} gamma={cfg['gamma']} n={cfg['n']}"
+            )
     study.verdicts = judge_claims(study)
     study.runtime_s = time.perf_counter() - start
     return study
@@ -202,11 +207,16 @@ def judge_claims(study: HeadStudy) -> list:
             for name, sl in (("early", slice(0, cut + 1)), ("late", slice(cut, None))):
                 t_range = f"t in [{steps[sl][0]}, {steps[sl][-1]}]"
                 regimes.append(
-                    _claims.verdict(claim, steps[sl].astype(float), list(values[sl]),
-                                    regime=f"{loss}, {name} ({t_range})")
+                    _claims.verdict(
+                        claim,
+                        steps[sl].astype(float),
+                        list(values[sl]),
+                        regime=f"{loss}, {name} ({t_range})",
+                    )
                 )
-        verdicts.append(_claims.combine(claim, f"loo.{notion}", regimes,
-                                        figure=f"claims_{notion}.png"))
+        verdicts.append(
+            _claims.combine(claim, f"loo.{notion}", regimes, figure=f"claims_{notion}.png")
+        )
         for claim_id, field in sweeps.items():
             claim = _claims.HEAD_CLAIMS[claim_id]
             regimes = []
@@ -216,10 +226,14 @@ def judge_claims(study: HeadStudy) -> list:
                 params = [study.configs[j][field] for j in ks]
                 for name, ti in times.items():
                     regimes.append(
-                        _claims.verdict(claim, params,
-                                        [study.stability[j][notion][ti] for j in ks],
-                                        regime=f"{loss}, {name} (t={steps[ti]})")
+                        _claims.verdict(
+                            claim,
+                            params,
+                            [study.stability[j][notion][ti] for j in ks],
+                            regime=f"{loss}, {name} (t={steps[ti]})",
+                        )
                     )
-            verdicts.append(_claims.combine(claim, f"loo.{notion}", regimes,
-                                            figure=f"claims_{notion}.png"))
+            verdicts.append(
+                _claims.combine(claim, f"loo.{notion}", regimes, figure=f"claims_{notion}.png")
+            )
     return verdicts

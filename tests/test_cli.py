@@ -1,0 +1,86 @@
+"""`stabtheory verify` end to end (the quick study) and its exit status."""
+
+import dataclasses
+import json
+
+import pytest
+
+from stabtheory import cli
+from stabtheory.bounds import head
+from stabtheory.simulations import head as head_study
+
+TINY = head_study.HeadStudySpec(
+    n=12,
+    d=3,
+    gamma=0.2,
+    t_max=1000,
+    checkpoints=4,
+    lrs=(0.1, 0.9),
+    gammas=(0.2, 0.4),
+    ns=(8, 12),
+    losses=("exponential",),
+    early_t=10,
+)
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    status = cli.main(["verify", "--quick", "--out", str(out), "--no-progress"])
+    return status, out
+
+
+def test_quick_verify_reports_zero_violations(quick_report):
+    status, out = quick_report
+    assert status == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == "stabtheory.report/1"
+    assert report["violations"] == 0 and report["runtime_s"] > 0
+    keys = {
+        "theorem",
+        "config",
+        "notion",
+        "applicable",
+        "empirical_mean",
+        "bound_mean",
+        "empirical_max",
+        "bound_max",
+        "violations",
+        "assumptions",
+    }
+    assert all(keys <= set(c) for c in report["checks"])
+    assert {c["theorem"] for c in report["checks"]} == {
+        "head.svm_loo",
+        "head.H1",
+        "head.H2",
+        "head.C1",
+    }
+    ids = {(c["id"], c["notion"]) for c in report["claims"]}
+    for claim in ("head.iterations", "head.lr", "head.margin", "head.n"):
+        for notion in ("loo.direction", "loo.weights", "loo.loss"):
+            assert (claim, notion) in ids
+    for c in report["claims"]:
+        assert c["verdict"] in {"supported", "refuted", "regime-dependent", "inconclusive"}
+        assert (out / c["figure"]).exists()
+    for f in report["figures"]:
+        assert (out / f).stat().st_size > 10_000
+    assert "violations" in (out / "report.md").read_text()
+
+
+def test_existing_report_needs_force(quick_report, capsys):
+    _, out = quick_report
+    assert cli.main(["verify", "--quick", "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_a_violation_exits_1_and_names_the_bound(tmp_path, monkeypatch, capsys):
+    def broken_h1(ev):
+        chk = original(ev)
+        return dataclasses.replace(chk, bound=chk.bound * 1e-6)
+
+    original = head.check_h1
+    monkeypatch.setattr(head, "check_h1", broken_h1)
+    monkeypatch.setattr(head_study.HeadStudySpec, "quick", classmethod(lambda cls: TINY))
+    status = cli.main(["verify", "--quick", "--out", str(tmp_path), "--no-progress"])
+    assert status == 1
+    assert "VIOLATION: head.H1" in capsys.readouterr().err
