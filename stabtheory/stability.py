@@ -224,6 +224,8 @@ def simulate(
       batch_size: chunk the runs to bound memory.
     """
     X, y = validate(X, y)
+    if not (np.isfinite(lr) and lr > 0):
+        raise InvalidDataError(f"lr must be a positive finite step size, got {lr!r}.")
     n, d = X.shape
     Z = jnp.asarray(y[:, None] * X, dtype)
     if kind == "loo":
