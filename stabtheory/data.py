@@ -40,6 +40,8 @@ class Dataset:
       margin: the exact max margin when it was planted, else ``None``.
       support: boolean mask of the planted support vectors (active constraints), or ``None``.
       name: a short description used in reports.
+      planted: ``True`` when the data come from :func:`planted_margin`'s construction (so that
+        :func:`replacement_draws` can draw more points from it).
     """
 
     X: np.ndarray
@@ -48,6 +50,7 @@ class Dataset:
     margin: float | None = None
     support: np.ndarray | None = None
     name: str = "data"
+    planted: bool = False
 
     @property
     def n(self) -> int:
@@ -75,6 +78,7 @@ class Dataset:
             margin=self.margin if keeps else None,
             support=self.support[:n] if keeps else None,
             name=f"{self.name}[:{n}]",
+            planted=self.planted and keeps,
         )
 
 
@@ -239,7 +243,9 @@ def planted_margin(
     X = y[:, None] * Z
     support = np.zeros(n, dtype=bool)
     support[:k] = True
-    return Dataset(X, y, u, float(margin), support, name=f"planted(n={n}, d={d}, gamma={margin})")
+    return Dataset(
+        X, y, u, float(margin), support, name=f"planted(n={n}, d={d}, gamma={margin})", planted=True
+    )
 
 
 def separable_gaussian(
@@ -300,17 +306,24 @@ def soudry_fig1() -> Dataset:
     )
 
 
-def replacement_draws(ds: Dataset, *, seed: int = 1) -> Dataset:
+def replacement_draws(ds: Dataset, *, seed: int = 1, noise: float = 0.05) -> Dataset:
     """Independent replacement samples for replace-one stability (THEORY.md section 1).
 
-    For a planted dataset these are fresh inactive points from the same construction
-    (norm R, ``u . z >= margin``), so every replace-one set S^(i) keeps the data separable.
-    For other data, they are a random permutation of the data with small noise whose
-    separability is checked by the caller's max-margin solver.
+    For a planted dataset (``ds.planted``) these are fresh inactive points from the same
+    construction (norm R, ``u . z >= margin + 0.1 (R - margin)``), so every replace-one set
+    S^(i) keeps the data separable with the same max margin. For other data the distribution
+    is unknown: the draws are a smoothed bootstrap, data points resampled with replacement
+    plus Gaussian noise of scale ``noise * R / sqrt(d)``; the caller must check that S^(i)
+    is still separable (:func:`stabtheory.max_margin` raises if not).
+
+    Example:
+      >>> ds = planted_margin(10, 3, 0.2)
+      >>> replacement_draws(ds).X.shape
+      (10, 3)
     """
     rng = np.random.default_rng(seed)
     n, d = ds.X.shape
-    if ds.direction is not None and ds.margin is not None:
+    if ds.planted and ds.direction is not None and ds.margin is not None:
         u, R = ds.direction, ds.radius
         s = rng.uniform(ds.margin + 0.1 * (R - ds.margin), R, size=n)
         w = rng.standard_normal((n, d))
@@ -319,5 +332,6 @@ def replacement_draws(ds: Dataset, *, seed: int = 1) -> Dataset:
         Z = s[:, None] * u + np.sqrt(np.maximum(R**2 - s**2, 0.0))[:, None] * w
         y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
         return Dataset(y[:, None] * Z, y, name=f"{ds.name}:replacements")
-    perm = rng.permutation(n)
-    return Dataset(ds.X[perm].copy(), ds.y[perm].copy(), name=f"{ds.name}:replacements")
+    pick = rng.integers(0, n, size=n)
+    X = ds.X[pick] + noise * ds.radius / np.sqrt(d) * rng.standard_normal((n, d))
+    return Dataset(X, ds.y[pick].copy(), name=f"{ds.name}:replacements")

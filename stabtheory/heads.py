@@ -207,7 +207,10 @@ def train(
 
     Only the snapshots are stored, never every step: memory is ``O(C K d)``. The checkpoint
     values are traced (a ``while`` loop runs between consecutive ones), so any set of ``C``
-    increasing steps reuses the same compiled program.
+    increasing steps reuses the same compiled program. The price: reverse-mode
+    differentiation through ``train`` is not available (JAX does not transpose a ``while``
+    loop); forward mode (``jax.jvp``/``jax.jacfwd``) works, and ``step`` itself is
+    differentiable either way, e.g. inside a ``lax.scan`` of fixed length.
 
     Args:
       Z: signed points ``y_i x_i``, shape (n, d).

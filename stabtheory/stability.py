@@ -256,9 +256,17 @@ def simulate(
     return Simulation(kind, Z, Z_all, weights, lr_runs, traj, loss, optimizer)
 
 
-def _single(sim: Simulation, notion: str) -> StabilityEstimate:
+def _estimate(sim: Simulation, notion: str, steps, init) -> StabilityEstimate:
+    """The estimate at the checkpoints; without a checkpoint axis when ``steps`` is an int."""
+    if notion not in NOTIONS:
+        raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
+    if notion == "direction" and init is None and 0 in np.atleast_1d(steps):
+        raise InvalidDataError(
+            "the direction notion is undefined at step 0 from the zero start (w = 0); "
+            "drop checkpoint 0 or pass a non-zero init."
+        )
     est = sim.estimate(notion)
-    if est.per_sample.shape[0] == 1:
+    if np.ndim(steps) == 0:
         return StabilityEstimate.from_values(est.notion, est.per_sample[0])
     return est
 
@@ -288,7 +296,8 @@ def loo_stability(
       loss: ``"exponential"`` or ``"logistic"``.
       lr: GD step size.
       steps: number of steps (int), or non-decreasing checkpoints (then the estimate has a
-        leading checkpoint axis).
+        leading checkpoint axis, also for a list of one). The direction is undefined at step
+        0 from the zero start, so that checkpoint is refused for ``notion="direction"``.
       notion: ``"direction"``, ``"weights"`` or ``"loss"``.
       init: start, zero unless given.
 
@@ -302,8 +311,6 @@ def loo_stability(
       >>> est.per_sample.shape
       (4,)
     """
-    if notion not in NOTIONS:
-        raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
     sim = simulate(
         X,
         y,
@@ -316,7 +323,7 @@ def loo_stability(
         dtype=dtype,
         batch_size=batch_size,
     )
-    return _single(sim, notion)
+    return _estimate(sim, notion, steps, init)
 
 
 def replace_one_stability(
@@ -336,8 +343,6 @@ def replace_one_stability(
 
     See :func:`loo_stability` for the arguments; ``replacements = (X_new, y_new)``.
     """
-    if notion not in NOTIONS:
-        raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
     sim = simulate(
         X,
         y,
@@ -350,7 +355,7 @@ def replace_one_stability(
         optimizer=optimizer,
         dtype=dtype,
     )
-    return _single(sim, notion)
+    return _estimate(sim, notion, steps, init)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -397,6 +402,10 @@ def seed_stability(
     """
     X, y = validate(X, y)
     X_test, y_test = validate(X_test, y_test)
+    if not (np.isfinite(lr) and lr > 0):
+        raise InvalidDataError(f"lr must be a positive finite step size, got {lr!r}.")
+    if seeds < 2:
+        raise InvalidDataError(f"seed_stability needs at least 2 seeds, got {seeds}.")
     n, d = X.shape
     if X_test.shape[1] != d:
         raise InvalidDataError(f"X_test has {X_test.shape[1]} features, X has {d}.")
@@ -408,7 +417,7 @@ def seed_stability(
         jnp.ones((seeds, n), dtype),
         jnp.full((seeds,), lr, dtype),
         w0,
-        jnp.asarray([steps]),
+        _checkpoints([steps]),
         loss=loss,
         optimizer=optimizer,
     )

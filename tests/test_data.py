@@ -1,0 +1,316 @@
+"""Tests of stabtheory.data: planted max margin, validation, reference datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import tol
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.optimize import nnls
+
+from stabtheory import data
+from stabtheory.errors import InvalidDataError
+
+TOL = tol(np.float64)
+
+
+def signed(ds: data.Dataset) -> np.ndarray:
+    return ds.y[:, None] * ds.X
+
+
+def in_cone(u: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, float]:
+    """Non-negative coefficients c with Z.T c ~ u, and the residual norm."""
+    coef, resid = nnls(Z.T, u)
+    return coef, resid
+
+
+def check_planted(ds: data.Dataset, margin: float, radius: float) -> None:
+    """Every exact property that planted_margin promises."""
+    Z = signed(ds)
+    u = ds.direction
+    np.testing.assert_allclose(np.linalg.norm(u), 1.0, rtol=TOL)
+    # Every point has norm R exactly (up to rounding).
+    np.testing.assert_allclose(np.linalg.norm(ds.X, axis=1), radius, rtol=TOL)
+    np.testing.assert_allclose(ds.radius, radius, rtol=TOL)
+    assert ds.margin == margin
+    # Support points: u.z = margin exactly; others strictly larger.
+    proj = Z @ u
+    np.testing.assert_allclose(proj[ds.support], margin, rtol=TOL, atol=TOL * radius)
+    assert np.all(proj[~ds.support] > margin + 1e3 * TOL * radius)
+    # The support is the leading block, and labels alternate in sign.
+    k = int(ds.support.sum())
+    assert ds.support[:k].all() and not ds.support[k:].any()
+    np.testing.assert_array_equal(ds.y, np.where(np.arange(ds.n) % 2 == 0, 1.0, -1.0))
+    # Optimality certificate (KKT): u lies in the cone of the active signed points.
+    coef, resid = in_cone(u, Z[ds.support])
+    assert resid <= 10 * TOL
+    assert np.all(coef >= 0) and coef.sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "margin", "radius", "n_support", "gap", "seed"),
+    [
+        (20, 3, 0.2, 1.0, None, 0.1, 1),
+        (50, 8, 0.05, 1.0, 4, 0.1, 0),
+        (16, 2, 0.9, 3.0, 2, 1.0, 5),
+        (10, 10, 0.3, 0.5, 10, 0.5, 2),
+        (7, 5, 0.01, 2.0, 5, 0.01, 7),
+    ],
+)
+def test_planted_margin_is_exact(n, d, margin, radius, n_support, gap, seed):
+    ds = data.planted_margin(n, d, margin, radius=radius, n_support=n_support, gap=gap, seed=seed)
+    assert ds.X.shape == (n, d) and ds.y.shape == (n,)
+    assert ds.X.dtype == np.float64
+    check_planted(ds, margin, radius)
+    # The inactive points keep the promised relative slack.
+    proj = signed(ds) @ ds.direction
+    assert np.all(proj[~ds.support] >= margin + gap * (radius - margin) - TOL * radius)
+
+
+@given(
+    n=st.integers(2, 40),
+    d=st.integers(2, 12),
+    margin_frac=st.floats(0.01, 0.95),
+    radius=st.floats(0.1, 10.0),
+    gap=st.floats(0.01, 1.0),
+    seed=st.integers(0, 2**31 - 1),
+    data_=st.data(),
+)
+def test_planted_margin_property(n, d, margin_frac, radius, gap, seed, data_):
+    k = data_.draw(st.integers(2, min(d, n)), label="n_support")
+    margin = margin_frac * radius
+    ds = data.planted_margin(n, d, margin, radius=radius, n_support=k, gap=gap, seed=seed)
+    assert int(ds.support.sum()) == k
+    check_planted(ds, margin, radius)
+
+
+def test_planted_margin_is_deterministic_in_seed():
+    a = data.planted_margin(30, 4, 0.2, seed=11)
+    b = data.planted_margin(30, 4, 0.2, seed=11)
+    c = data.planted_margin(30, 4, 0.2, seed=12)
+    np.testing.assert_array_equal(a.X, b.X)
+    assert not np.array_equal(a.X, c.X)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n": 10, "d": 1, "margin": 0.2}, "d >= 2"),
+        ({"n": 10, "d": 3, "margin": 0.0}, "0 < margin < radius"),
+        ({"n": 10, "d": 3, "margin": 1.0}, "0 < margin < radius"),
+        ({"n": 10, "d": 3, "margin": 0.5, "radius": 0.4}, "0 < margin < radius"),
+        ({"n": 10, "d": 3, "margin": 0.2, "gap": 0.0}, "gap"),
+        ({"n": 10, "d": 3, "margin": 0.2, "gap": 1.5}, "gap"),
+        ({"n": 10, "d": 3, "margin": 0.2, "n_support": 1}, "n_support"),
+        ({"n": 10, "d": 3, "margin": 0.2, "n_support": 4}, "n_support"),
+        ({"n": 2, "d": 5, "margin": 0.2, "n_support": 3}, "n_support"),
+    ],
+)
+def test_planted_margin_bad_arguments(kwargs, match):
+    with pytest.raises(InvalidDataError, match=match):
+        data.planted_margin(**kwargs)
+
+
+@pytest.mark.parametrize("m", [4, 5, 9, 30])
+def test_subset_keeps_truth(m):
+    ds = data.planted_margin(30, 6, 0.15, n_support=4, seed=3)
+    sub = ds.subset(m)
+    assert sub.n == m
+    np.testing.assert_array_equal(sub.X, ds.X[:m])
+    np.testing.assert_array_equal(sub.y, ds.y[:m])
+    np.testing.assert_array_equal(sub.direction, ds.direction)
+    assert sub.margin == ds.margin
+    np.testing.assert_array_equal(sub.support, ds.support[:m])
+    # The kept truth is still the truth for the subset.
+    check_planted(sub, ds.margin, 1.0)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_subset_without_all_support_drops_truth(m):
+    ds = data.planted_margin(30, 6, 0.15, n_support=4, seed=3)
+    sub = ds.subset(m)
+    assert sub.direction is None and sub.margin is None and sub.support is None
+
+
+@pytest.mark.parametrize("m", [0, -1, 31])
+def test_subset_bad_size(m):
+    ds = data.planted_margin(30, 6, 0.15, seed=3)
+    with pytest.raises(InvalidDataError, match=r"subset size must be in \[1, 30\]"):
+        ds.subset(m)
+
+
+def test_subset_of_unknown_truth():
+    X, y = data.validate(np.eye(3), [1, -1, 1])
+    sub = data.Dataset(X, y).subset(2)
+    assert sub.direction is None and sub.n == 2
+
+
+# --------------------------------------------------------------------------------------------
+# validate
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "match"),
+    [
+        ([[1.0, np.nan], [0.0, 1.0]], [1, -1], r"1 NaN or infinite entries \(rows \[0\]\)"),
+        ([[1.0, 0.0], [np.inf, 1.0]], [1, -1], r"NaN or infinite entries \(rows \[1\]\)"),
+        ([[1.0, 0.0], [-np.inf, np.nan]], [1, -1], r"2 NaN or infinite entries"),
+        ([[1.0, 0.0], [0.0, 1.0]], [1, 2], r"labels must be in .*found \[1\.0, 2\.0\]"),
+        ([[1.0, 0.0], [0.0, 1.0]], [-1, 0], r"labels must be in .*found \[-1\.0, 0\.0\]"),
+        ([[1.0], [0.0], [2.0]], [0, 1, 2], "one-vs-rest"),
+        ([[1.0, 0.0], [0.0, 1.0]], [[1], [-1]], r"y must be a 1-D array .*\(2, 1\).*ravel"),
+        ([[1.0, 0.0], [0.0, 1.0]], 1, r"y must be a 1-D array"),
+        ([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [1, -1], r"X has 3 samples but y has 2 labels"),
+        ([1.0, 2.0, 3.0], [1, -1, 1], r"X must be a 2-D array .*\(3,\).*reshape"),
+        ([[[1.0]], [[2.0]]], [1, -1], r"X must be a 2-D array"),
+        ([[1.0, 0.0]], [1], r"at least 2 samples"),
+        (np.zeros((3, 0)), [1, -1, 1], r"no features"),
+        ([["a", "b"], ["c", "d"]], [1, -1], r"X could not be read as a float array"),
+        ([[1.0, 0.0], [0.0, 1.0]], ["yes", "no"], r"labels must be numbers"),
+    ],
+)
+def test_validate_errors(X, y, match):
+    with pytest.raises(InvalidDataError, match=match):
+        data.validate(X, y)
+
+
+def test_invalid_data_error_is_value_error():
+    with pytest.raises(ValueError):
+        data.validate([[np.nan, 1.0], [1.0, 1.0]], [1, -1])
+
+
+def test_validate_many_bad_rows_truncated():
+    X = np.full((10, 2), np.nan)
+    with pytest.raises(InvalidDataError, match=r"rows \[0, 1, 2, 3, 4\]\.\.\."):
+        data.validate(X, np.ones(10))
+
+
+@pytest.mark.parametrize(
+    ("y", "expected"),
+    [
+        ([0, 1, 1, 0], [-1.0, 1.0, 1.0, -1.0]),
+        ([0.0, 0.0, 0.0, 0.0], [-1.0, -1.0, -1.0, -1.0]),
+        ([True, False, True, True], [1.0, -1.0, 1.0, 1.0]),
+        ([-1, 1, 1, -1], [-1.0, 1.0, 1.0, -1.0]),
+        ([1, 1, 1, 1], [1.0, 1.0, 1.0, 1.0]),
+        (np.array([1.0, -1.0, -1.0, 1.0], dtype=np.float32), [1.0, -1.0, -1.0, 1.0]),
+    ],
+)
+def test_validate_labels(y, expected):
+    X_in = np.arange(8, dtype=np.int32).reshape(4, 2)
+    X, y_out = data.validate(X_in, y)
+    assert X.dtype == np.float64 and y_out.dtype == np.float64
+    np.testing.assert_array_equal(X, X_in.astype(np.float64))
+    np.testing.assert_array_equal(y_out, expected)
+
+
+@given(
+    n=st.integers(2, 12),
+    d=st.integers(1, 5),
+    labels01=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_validate_roundtrip_property(n, d, labels01, seed):
+    rng = np.random.default_rng(seed)
+    X_in = rng.standard_normal((n, d)) * 10.0 ** rng.integers(-5, 6)
+    b = rng.integers(0, 2, n)
+    y_in = b if labels01 else 2 * b - 1
+    X, y = data.validate(X_in.tolist(), y_in.tolist())
+    np.testing.assert_array_equal(X, X_in)
+    np.testing.assert_array_equal(y, 2.0 * b - 1.0)
+    assert X.dtype == y.dtype == np.float64
+
+
+def test_validate_returns_copies():
+    X_in = np.ones((3, 2))
+    X, _ = data.validate(X_in, [1, -1, 1])
+    X[0, 0] = 5.0
+    assert X_in[0, 0] == 1.0
+
+
+def test_add_bias():
+    X = np.array([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(data.add_bias(X), [[1.0, 2.0, 1.0], [3.0, 4.0, 1.0]])
+    np.testing.assert_array_equal(data.add_bias(X, 0.5)[:, -1], [0.5, 0.5])
+    assert data.add_bias([[1, 2]]).dtype == np.float64
+
+
+# --------------------------------------------------------------------------------------------
+# Reference datasets
+
+
+def test_soudry_fig1_values():
+    ds = data.soudry_fig1()
+    np.testing.assert_array_equal(ds.X, [[0.5, 1.5], [1.5, 0.5], [-0.5, -1.5], [-1.5, -0.5]])
+    np.testing.assert_array_equal(ds.y, [1.0, 1.0, -1.0, -1.0])
+    np.testing.assert_allclose(ds.direction, [2**-0.5, 2**-0.5], rtol=TOL)
+    np.testing.assert_allclose(ds.margin, np.sqrt(2.0), rtol=TOL)
+    assert ds.support.all()
+    Z = signed(ds)
+    # Every point is active: u . z_i = sqrt(2).
+    np.testing.assert_allclose(Z @ ds.direction, np.sqrt(2.0), rtol=TOL)
+    # Optimal: u is in the cone of the (active) signed points.
+    _, resid = in_cone(ds.direction, Z)
+    assert resid <= 10 * TOL
+    np.testing.assert_allclose(ds.radius, np.sqrt(2.5), rtol=TOL)
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "separation", "radius", "seed"),
+    [(30, 4, 2.0, None, 0), (40, 2, 1.0, None, 1), (25, 6, 3.0, 1.0, 2), (12, 3, 0.5, 2.5, 3)],
+)
+def test_separable_gaussian(n, d, separation, radius, seed):
+    ds = data.separable_gaussian(n, d, separation=separation, radius=radius, seed=seed)
+    assert ds.X.shape == (n, d)
+    assert set(np.unique(ds.y).tolist()) == {-1.0, 1.0}
+    assert ds.margin > 0
+    Z = signed(ds)
+    u = ds.direction
+    np.testing.assert_allclose(np.linalg.norm(u), 1.0, rtol=TOL)
+    if radius is not None:
+        np.testing.assert_allclose(ds.radius, radius, rtol=TOL)
+    # The stored margin is the one u achieves, attained on the support, and it is optimal:
+    # u lies in the cone of the active signed points (KKT of the hard-margin SVM).
+    proj = Z @ u
+    np.testing.assert_allclose(proj.min(), ds.margin, rtol=1e-9)
+    np.testing.assert_allclose(proj[ds.support], ds.margin, rtol=1e-8)
+    _, resid = in_cone(u, Z[ds.support])
+    assert resid <= 1e-8
+
+
+def test_replacement_draws_planted_keep_separability():
+    ds = data.planted_margin(24, 5, 0.2, radius=2.0, seed=4)
+    rep = data.replacement_draws(ds, seed=9)
+    assert rep.X.shape == ds.X.shape
+    assert set(np.unique(rep.y).tolist()) <= {-1.0, 1.0}
+    Zr = signed(rep)
+    u = ds.direction
+    np.testing.assert_allclose(np.linalg.norm(rep.X, axis=1), 2.0, rtol=TOL)
+    # Fresh inactive points: u . z' >= margin + 0.1 (R - margin) > margin.
+    assert np.all(Zr @ u >= 0.2 + 0.1 * (2.0 - 0.2) - TOL)
+    Z = signed(ds)
+    for i in range(ds.n):
+        Zi = Z.copy()
+        Zi[i] = Zr[i]
+        # S^(i) is separable with margin >= gamma(S) along u ...
+        assert np.min(Zi @ u) >= 0.2 - TOL
+        # ... and if z_i was inactive, u stays the max-margin direction (KKT unchanged).
+        if not ds.support[i]:
+            np.testing.assert_allclose(np.min(Zi @ u), 0.2, rtol=TOL)
+    # Different seeds give different draws; the same seed the same.
+    np.testing.assert_array_equal(rep.X, data.replacement_draws(ds, seed=9).X)
+    assert not np.array_equal(rep.X, data.replacement_draws(ds, seed=10).X)
+
+
+def test_replacement_draws_unknown_truth_shape():
+    X, y = data.validate(np.random.default_rng(0).standard_normal((6, 3)), [1, -1] * 3)
+    rep = data.replacement_draws(data.Dataset(X, y), seed=2)
+    assert rep.X.shape == X.shape and rep.y.shape == y.shape
+
+
+def test_replacement_draws_unknown_truth_are_not_copies():
+    X, y = data.validate(np.random.default_rng(0).standard_normal((6, 3)), [1, -1] * 3)
+    rep = data.replacement_draws(data.Dataset(X, y), seed=2)
+    for xr in rep.X:
+        assert not np.any(np.all(X == xr, axis=1))
