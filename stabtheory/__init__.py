@@ -17,6 +17,7 @@ from stabtheory.bounds import REGISTRY, check_bound  # noqa: E402
 from stabtheory.data import Dataset, planted_margin, soudry_fig1, validate  # noqa: E402
 from stabtheory.errors import (  # noqa: E402
     InvalidDataError,
+    MaxMarginConvergenceError,
     NotSeparableError,
     StabtheoryError,
     UnknownTheoremError,
@@ -41,6 +42,7 @@ __all__ = [
     "Dataset",
     "InvalidDataError",
     "LooMaxMargin",
+    "MaxMarginConvergenceError",
     "MaxMarginResult",
     "NotSeparableError",
     "StabilityEstimate",

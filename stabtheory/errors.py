@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "InvalidDataError",
+    "MaxMarginConvergenceError",
     "NotSeparableError",
     "StabtheoryError",
     "UnknownTheoremError",
@@ -23,6 +24,10 @@ class InvalidDataError(StabtheoryError, ValueError):
 
 class NotSeparableError(StabtheoryError, ValueError):
     """The data are not linearly separable through the origin (max margin <= 0)."""
+
+
+class MaxMarginConvergenceError(StabtheoryError, RuntimeError):
+    """Wolfe's algorithm hit its iteration cap (it should not on sane float64 data)."""
 
 
 class UnknownTheoremError(StabtheoryError, KeyError):
