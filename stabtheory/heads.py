@@ -185,9 +185,10 @@ def step(
     log_g = log_dloss(margins, loss)
     g = jnp.exp(log_g) * sample_weights  # s_i |l'(m_i)|, exact in the log domain
     grad = -(g @ Z) / (K * jnp.sum(sample_weights))  # (K, d)
-    dloss_max = jnp.maximum(
-        state.dloss_max, jnp.max(jnp.where(sample_weights > 0, jnp.exp(log_g), 0.0))
-    )
+    # |l'| decreases in the margin for both losses, so its max over the samples in the set is
+    # |l'| at the smallest margin: one masked min and one scalar exp per step.
+    m_min = jnp.min(jnp.where(sample_weights > 0, margins, jnp.inf))
+    dloss_max = jnp.maximum(state.dloss_max, jnp.exp(log_dloss(m_min, loss)))
     tx = optimizer_transform(optimizer)
     direction, opt_state = tx.update(grad, state.opt_state, w)
     return HeadState(w - lr * direction, opt_state, dloss_max)
