@@ -1,8 +1,9 @@
 """The ``stabtheory`` command.
 
-``stabtheory verify [--quick] [--out DIR] [--force]`` runs the head-tuning study on its
-embedded (generated) data, checks every applicable theorem per sample, judges the paper's
-head claims and writes ``report.json``, ``report.md`` and the figures into ``DIR``. It exits
+``stabtheory verify [--quick] [--out DIR] [--force] [--study all|head|finetune]`` runs the
+head-tuning study and the full fine-tuning study on their embedded data (generated, and
+scikit-learn's bundled digits), checks every applicable theorem per sample, judges the paper's
+claims and writes ``report.json``, ``report.md`` and the figures into ``DIR``. It exits
 with status 1 when a rigorous bound is exceeded beyond numerical tolerance, naming it.
 """
 
@@ -44,12 +45,17 @@ def _verify(args: argparse.Namespace) -> int:
         return 2
     import stabtheory  # noqa: F401  (enables float64)
     from stabtheory.report import write_report
+    from stabtheory.simulations.finetune import FineTuneStudySpec, run_finetune_study
     from stabtheory.simulations.head import HeadStudySpec, run_head_study
 
-    spec = HeadStudySpec.quick() if args.quick else HeadStudySpec()
-    progress = None if args.no_progress else _Progress()
-    study = run_head_study(spec, progress=progress)
-    report = write_report(study, out, runtime_s=time.perf_counter() - start)
+    head = finetune = None
+    if args.study in ("all", "head"):
+        spec = HeadStudySpec.quick() if args.quick else HeadStudySpec()
+        head = run_head_study(spec, progress=None if args.no_progress else _Progress())
+    if args.study in ("all", "finetune"):
+        ft_spec = FineTuneStudySpec.quick() if args.quick else FineTuneStudySpec()
+        finetune = run_finetune_study(ft_spec, progress=None if args.no_progress else _Progress())
+    report = write_report(head, out, runtime_s=time.perf_counter() - start, finetune=finetune)
     applicable = [c for c in report["checks"] if c["applicable"]]
     print(
         f"{len(report['checks'])} checks ({len(applicable)} applicable), "
@@ -78,6 +84,13 @@ def main(argv=None) -> int:
     v.add_argument("--out", default="stabtheory-report", help="output directory")
     v.add_argument("--force", action="store_true", help="overwrite an existing report")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v.add_argument(
+        "--study",
+        choices=("all", "head", "finetune"),
+        default="all",
+        help="which studies to run: head tuning (THEORY.md section 3), full fine-tuning "
+        "(section 2), or both (default)",
+    )
     args = parser.parse_args(argv)
     if args.command == "verify":
         return _verify(args)

@@ -95,6 +95,7 @@ def plot_claim(
     Args:
       parameter: the swept parameter's name (x label).
       curves: ``{label: (parameter_values, per_sample_values_per_config)}``.
+      logx: log x axis when the values span more than a decade.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.6))
@@ -104,8 +105,8 @@ def plot_claim(
         ci = np.array([bootstrap_mean_ci(np.asarray(v)) for v in per_sample])
         yerr = np.abs(np.stack([means - ci[:, 0], ci[:, 1] - means]))
         ax.errorbar(xs, means, yerr=yerr, marker="o", ms=3, capsize=2, label=label)
-    if logx:
-        ax.set_xscale("log")
+    all_x = np.concatenate([np.asarray(xs, float) for xs, _ in curves.values()])
+    if logx and all_x.min() > 0 and all_x.max() / all_x.min() > 10:
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_yscale("log")
     ax.set_xlabel(parameter)

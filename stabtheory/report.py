@@ -15,7 +15,9 @@ import numpy as np
 
 from stabtheory import plotting
 from stabtheory.bounds import REGISTRY
+from stabtheory.bounds.finetune import ft1_signs
 from stabtheory.bounds.head import h2_time_monotonicity
+from stabtheory.simulations.finetune import MEASURES, FineTuneStudy, sweeps
 from stabtheory.simulations.head import NOTIONS, HeadStudy
 
 __all__ = ["SCHEMA", "build_report", "write_report"]
@@ -35,27 +37,67 @@ def _jsonable(x):
     return x
 
 
-def build_report(study: HeadStudy, *, runtime_s: float) -> dict:
-    """The report as a JSON-able dict (schema ``stabtheory.report/1``)."""
-    checks = [chk.summary() for _, chk in study.checks]
-    return _jsonable(
-        {
-            "schema": SCHEMA,
-            "checks": checks,
-            "claims": [v.to_dict() for v in study.verdicts],
-            "theorems": [th.to_dict() for th in REGISTRY.values()],
-            "derived": {"head.H2": {"d bound / d t": h2_time_monotonicity()}},
-            "violations": sum(c["violations"] for c in checks if c["applicable"]),
-            "study": {"spec": study.spec.__dict__, "steps": study.steps.tolist()},
-            "environment": {
-                "python": platform.python_version(),
-                "jax": jax.__version__,
-                "backend": jax.default_backend(),
-                "machine": platform.machine(),
-            },
-            "runtime_s": runtime_s,
+def build_report(
+    study: HeadStudy | None, *, runtime_s: float, finetune: FineTuneStudy | None = None
+) -> dict:
+    """The report as a JSON-able dict (schema ``stabtheory.report/1``).
+
+    ``checks`` and ``claims`` hold the rows of every study that ran (head tuning, full
+    fine-tuning); ``taylor`` states how far the real network departs from the Taylor model.
+    """
+    pairs = (study.checks if study else []) + (finetune.checks if finetune else [])
+    checks = [chk.summary() for _, chk in pairs]
+    verdicts = (study.verdicts if study else []) + (finetune.verdicts if finetune else [])
+    studies = {}
+    if study:
+        studies["head"] = {
+            "spec": study.spec.__dict__,
+            "steps": study.steps.tolist(),
+            "runtime_s": study.runtime_s,
         }
-    )
+    if finetune:
+        studies["finetune"] = {"spec": finetune.spec.__dict__, "runtime_s": finetune.runtime_s}
+    report = {
+        "schema": SCHEMA,
+        "checks": checks,
+        "claims": [v.to_dict() for v in verdicts],
+        "theorems": [th.to_dict() for th in REGISTRY.values()],
+        "derived": {
+            "head.H2": {"d bound / d t": h2_time_monotonicity()},
+            "ft.FT1": {"signs": ft1_signs()},
+        },
+        "violations": sum(c["violations"] for c in checks if c["applicable"]),
+        "studies": studies,
+        "environment": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "backend": jax.default_backend(),
+            "machine": platform.machine(),
+        },
+        "runtime_s": runtime_s,
+    }
+    if finetune:
+        report["taylor"] = [
+            {
+                key: c[key]
+                for key in (
+                    "task",
+                    "n",
+                    "lam",
+                    "input_scale",
+                    "pretrain_steps",
+                    "alpha",
+                    "lr_fraction",
+                    "rho",
+                    "distance",
+                    "taylor_departure",
+                    "loss_gap",
+                    "real_exceeds_ft2",
+                )
+            }
+            for c in finetune.configs
+        ]
+    return _jsonable(report)
 
 
 def _figures(study: HeadStudy, out: Path) -> list[str]:
@@ -153,6 +195,10 @@ def _failed(a: dict, check: dict) -> str:
     return text + ")"
 
 
+def _failures(c: dict) -> str:
+    return "; ".join(_failed(a, c) for a in c["assumptions"] if not a["holds"]) or "none"
+
+
 def _markdown(report: dict, figures: list[str]) -> str:
     lines = ["# stabtheory verify report", ""]
     lines.append(
@@ -168,26 +214,71 @@ def _markdown(report: dict, figures: list[str]) -> str:
     lines += [
         "",
         f"sympy: dH2/dt has sign {d['sign']} (d h/d Psi = ${d['dh_dPsi']}$, "
-        f"d Psi/d t = ${d['dPsi_dt']}$).",
+        f"d Psi/d t = ${d['dPsi_dt']}$); signs of dFT1 from positivity: "
+        f"{report['derived']['ft.FT1']['signs']}.",
         "",
     ]
-    lines += [
-        "## Checks (bound vs empirical, per sample, over the checkpoints where the "
-        "theorem applies)",
-        "",
-        "| theorem | notion | loss | lr | gamma | n | applicable | empirical mean | "
-        "bound mean | bound/empirical | violations | failed assumptions |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for c in report["checks"]:
-        cfg = c["config"]
-        failed = "; ".join(_failed(a, c) for a in c["assumptions"] if not a["holds"]) or "none"
-        lines.append(
-            f"| {c['theorem']} | {c['notion']} | {cfg['loss']} | {cfg['lr']} | "
-            f"{_fmt(cfg['gamma'])} | {cfg['n']} | {c['applicable']} | "
-            f"{_fmt(c['empirical_mean'])} | {_fmt(c['bound_mean'])} | {_fmt(c['ratio_mean'])} | "
-            f"{c['violations']} | {failed} |"
-        )
+    head_rows = [c for c in report["checks"] if c["theorem"].startswith("head.")]
+    ft_rows = [c for c in report["checks"] if c["theorem"].startswith("ft.")]
+    if head_rows:
+        lines += [
+            "## Head tuning: checks (bound vs empirical, per sample, over the checkpoints where "
+            "the theorem applies)",
+            "",
+            "| theorem | notion | loss | lr | gamma | n | applicable | empirical mean | "
+            "bound mean | bound/empirical | violations | failed assumptions |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in head_rows:
+            cfg = c["config"]
+            lines.append(
+                f"| {c['theorem']} | {c['notion']} | {cfg['loss']} | {cfg['lr']} | "
+                f"{_fmt(cfg['gamma'])} | {cfg['n']} | {c['applicable']} | "
+                f"{_fmt(c['empirical_mean'])} | {_fmt(c['bound_mean'])} | "
+                f"{_fmt(c['ratio_mean'])} | {c['violations']} | {_failures(c)} |"
+            )
+    if ft_rows:
+        lines += [
+            "",
+            "## Full fine-tuning: checks on the Taylor model (and the real network beside them)",
+            "",
+            "The theorems cover the Taylor model. The rows `loo.weights (real)` set the real "
+            "network's leave-one-out stability beside the FT-2 bound; they are not applicable "
+            "(the Taylor model is not exact for a nonlinear network, see the faithfulness "
+            "table), so they count no violations.",
+            "",
+            "| theorem | notion | task | n | lam | input scale | pre-train | alpha | applicable | "
+            "empirical mean | bound mean | bound/empirical | violations | failed assumptions |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in ft_rows:
+            cfg = c["config"]
+            lines.append(
+                f"| {c['theorem']} | {c['notion']} | {cfg['task']} | {cfg['n']} | {cfg['lam']} | "
+                f"{cfg['input_scale']} | {cfg['pretrain_steps']} | {cfg['alpha']} | "
+                f"{c['applicable']} | {_fmt(c['empirical_mean'])} | {_fmt(c['bound_mean'])} | "
+                f"{_fmt(c['ratio_mean'])} | {c['violations']} | {_failures(c)} |"
+            )
+        lines += [
+            "",
+            "### How far the real network departs from the Taylor model",
+            "",
+            "`departure` = max over runs and checkpoints of ||w_real - w_quad|| / "
+            "||w_quad - w0||; `loss gap` = max over checkpoints of |F_real - F_quad| / F_real "
+            "on S; `real > FT-2` = (sample, t) points where the real network's leave-one-out "
+            "change exceeds the FT-2 bound computed from the Taylor quantities.",
+            "",
+            "| task | n | lam | input scale | pre-train | alpha | rho | ||w_S - w0|| | "
+            "departure | loss gap | real > FT-2 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in report["taylor"]:
+            lines.append(
+                f"| {r['task']} | {r['n']} | {r['lam']} | {r['input_scale']} | "
+                f"{r['pretrain_steps']} | {r['alpha']} | {_fmt(r['rho'])} | "
+                f"{_fmt(r['distance'])} | {_fmt(r['taylor_departure'])} | "
+                f"{_fmt(r['loss_gap'])} | {r['real_exceeds_ft2']} |"
+            )
     lines += [
         "",
         "## Claims",
@@ -212,11 +303,111 @@ def _markdown(report: dict, figures: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(study: HeadStudy, out: Path, *, runtime_s: float) -> dict:
+def _ft_figures(ft: FineTuneStudy, out: Path) -> list[str]:
+    names = []
+    spec = ft.spec
+    base_idx = [
+        k
+        for k, c in enumerate(ft.configs)
+        if c["n"] == spec.n
+        and c["lam"] == spec.lam
+        and c["input_scale"] == 1.0
+        and c["pretrain_steps"] == spec.pretrain_steps
+        and c["alpha"] == 0.0
+        and c["lr_fraction"] == spec.lr_fraction
+    ]
+    for k in base_idx:
+        chosen = [c for i, c in ft.checks if i == k]
+        fig, axes = plt.subplots(1, 3, figsize=(15.6, 3.9))
+        one_point = [c for c in chosen if c.theorem in ("ft.FT1", "ft.FT1L")]
+        for ax, chk in zip(axes[:2], one_point, strict=True):
+            emp, bound = chk.empirical[0], chk.bound[0]
+            order = np.argsort(-bound)
+            ax.bar(np.arange(len(order)), bound[order], color="0.8", label=f"{chk.theorem} bound")
+            ax.plot(np.arange(len(order)), emp[order], "o", ms=3, label=f"empirical {chk.notion}")
+            ax.set_yscale("log")
+            ax.set_xlabel("sample (sorted by bound)")
+            ax.set_title(f"{chk.theorem} ({chk.notion}), Taylor minimiser", fontsize=9)
+            ax.legend(fontsize=7)
+        gd = next(c for c in chosen if c.notion == "loo.weights (gd)")
+        real = next(c for c in chosen if c.notion == "loo.weights (real)")
+        plotting.plot_bound_vs_empirical(gd, ax=axes[2], label="FT-2")
+        steps = np.asarray(real.steps, float)
+        axes[2].plot(
+            steps,
+            real.empirical.mean(axis=1),
+            "-",
+            color="tab:red",
+            label="real network loo.weights (mean)",
+        )
+        axes[2].legend(fontsize=7)
+        axes[2].set_title("ft.FT2: Taylor GD (and the real network)", fontsize=9)
+        cfg = ft.configs[k]
+        fig.suptitle(
+            f"Full fine-tuning bounds, {cfg['task']} (n={cfg['n']}, p={cfg['p']}, "
+            f"lam={cfg['lam']}, lr={cfg['lr']:.3g})",
+            fontsize=10,
+        )
+        fig.tight_layout()
+        name = f"bounds_ft_{cfg['task']}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        names.append(name)
+    late = len(spec.steps) - 1
+    claim_sweeps = sweeps(ft)
+    for notion, measures in MEASURES.items():
+        fig, axes = plt.subplots(1, 3, figsize=(15.6, 3.9))
+        for ax, (claim_id, parameter) in zip(
+            axes,
+            (("ft.n", "n"), ("ft.lipschitz", "rho"), ("ft.distance", "distance")),
+            strict=True,
+        ):
+            curves = {}
+            for task, knob, idx in claim_sweeps[claim_id]:
+                idx = sorted(idx, key=lambda j: ft.configs[j][parameter])
+                xs = [ft.configs[j][parameter] for j in idx]
+                for label, kind in measures:
+                    row = 0 if kind.startswith("min") else late
+                    curves[f"{task}, {label} ({knob})"] = (
+                        xs,
+                        [ft.stability[j][kind][row] for j in idx],
+                    )
+            plotting.plot_claim(
+                {
+                    "n": "sample size n",
+                    "rho": "Lipschitz constant rho = max_i rho_i",
+                    "distance": "weight distance ||w_S - w0||",
+                }[parameter],
+                curves,
+                ax=ax,
+                title=claim_id,
+            )
+        fig.suptitle(
+            f"Full fine-tuning: instability {notion} against the measured quantity "
+            "of each claim (mean over i, 95% bootstrap interval)",
+            fontsize=10,
+        )
+        fig.tight_layout()
+        name = f"claims_ft_{notion.split('.')[1]}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        names.append(name)
+    return names
+
+
+def write_report(
+    study: HeadStudy | None,
+    out: Path,
+    *,
+    runtime_s: float,
+    finetune: FineTuneStudy | None = None,
+) -> dict:
     """Write ``report.json``, ``report.md`` and the figures into ``out``; return the report."""
     out.mkdir(parents=True, exist_ok=True)
-    report = build_report(study, runtime_s=runtime_s)
-    figures = _figures(study, out)
+    report = build_report(study, runtime_s=runtime_s, finetune=finetune)
+    figures = (_figures(study, out) if study else []) + (
+        _ft_figures(finetune, out) if finetune else []
+    )
     report["figures"] = figures
     (out / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False))
     (out / "report.md").write_text(_markdown(report, figures))

@@ -7,6 +7,9 @@ id                theorem (THEORY.md)
 ``head.H1``       Theorem H-1, a-posteriori direction stability at step t
 ``head.H2``       Theorem H-2, a-priori margin/direction rate (exponential loss)
 ``head.C1``       Theorem C-1, raw head weights under GD (Hardt, Recht & Singer 2016)
+``ft.FT1``        Theorem FT-1, converged full fine-tuning (Taylor model)
+``ft.FT1L``       Corollary FT-1L, pointwise hypothesis stability (with FT-1)
+``ft.FT2``        Theorem FT-2, full fine-tuning after t GD steps (Taylor model)
 ================  ====================================================================
 
 Example:
@@ -18,8 +21,9 @@ Example:
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
-from stabtheory.bounds import head
+from stabtheory.bounds import finetune, head
 from stabtheory.bounds.base import Assumption, BoundCheck, Theorem, tolerance
 from stabtheory.errors import UnknownTheoremError
 
@@ -33,7 +37,10 @@ __all__ = [
     "tolerance",
 ]
 
-REGISTRY: dict[str, Theorem] = {th.id: th for th in (head.SVM_LOO, head.H1, head.H2, head.C1)}
+REGISTRY: dict[str, Theorem] = {
+    th.id: th
+    for th in (head.SVM_LOO, head.H1, head.H2, head.C1, finetune.FT1, finetune.FT1L, finetune.FT2)
+}
 
 
 def get(theorem_id: str) -> Theorem:
@@ -52,20 +59,30 @@ def check_bound(
     y,
     *,
     loss: str = "exponential",
-    lr: float = 1.0,
+    lr: float | None = None,
     steps=1000,
     notion: str | None = None,
     init=None,
     optimizer: str = "gd",
     heads_per_run: int = 1,
     dtype=jnp.float64,
+    model=None,
+    params=None,
+    lam: float = 0.05,
 ) -> BoundCheck:
-    """Check a head-tuning theorem against leave-one-out GD runs, per sample.
+    """Check a theorem against leave-one-out simulations, per sample.
 
-    Trains S and every S\\i with the given loss, step size and number of steps (one vmapped
-    batch), measures every assumption, and compares the theorem's per-sample bound with the
-    empirical stability: ``loo.direction`` for ``head.H1``/``head.H2``, ``loo.weights`` (or
-    ``notion="loss"``) for ``head.C1``, and the exact max-margin change for ``head.svm_loo``.
+    Head tuning (``head.*``): trains S and every S\\i (one vmapped batch) with the given loss,
+    step size ``lr`` (default 1.0) and number of steps; compares the per-sample bound with
+    ``loo.direction`` (``head.H1``/``head.H2``), ``loo.weights`` (or ``notion="loss"``,
+    ``head.C1``) or the exact max-margin change (``head.svm_loo``).
+
+    Full fine-tuning (``ft.*``): pass ``model`` (a flax ``nnx.Module`` with one logit, or a
+    function ``apply(w, x)`` of flat weights) and ``params`` (the pre-trained flat weights w0;
+    taken from the module when omitted), ``lam`` (pull toward w0, > 0 for Lam > 0), ``lr``
+    (default ``0.9 / lambda_max``) and ``steps`` (GD checkpoints of ``ft.FT2``). The Taylor model
+    uses the logistic loss and the Gauss-Newton curvature.
+
     A theorem whose assumptions fail is reported as not applicable (``.applicable`` False,
     ``.holds`` None), never as violated or passed.
 
@@ -81,11 +98,32 @@ def check_bound(
       (True, True)
     """
     get(theorem_id)
+    if theorem_id.startswith("ft."):
+        if model is None:
+            raise ValueError(f"{theorem_id} needs model= (an nnx.Module or apply(w, x)).")
+        from flax import nnx
+
+        apply = model
+        if isinstance(model, nnx.Module):
+            from stabtheory.finetune import as_function
+
+            apply, w_module, _ = as_function(model)
+            params = w_module if params is None else params
+        if params is None:
+            raise ValueError(f"{theorem_id} needs params= (the pre-trained flat weights w0).")
+        ev = finetune.ft_evidence(
+            apply, params, X, y, lam=lam, lr=lr, steps=np.atleast_1d(steps), real=False
+        )
+        return {
+            "ft.FT1": finetune.check_ft1,
+            "ft.FT1L": finetune.check_ft1l,
+            "ft.FT2": finetune.check_ft2,
+        }[theorem_id](ev)
     ev = head.head_evidence(
         X,
         y,
         loss=loss,
-        lr=lr,
+        lr=1.0 if lr is None else lr,
         steps=steps,
         init=init,
         optimizer=optimizer,

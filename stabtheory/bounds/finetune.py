@@ -1,0 +1,404 @@
+r"""Full fine-tuning bounds (THEORY.md section 2): Theorems FT-1, FT-2 and Corollary FT-1L.
+
+The bounds are checked on the Taylor model (:mod:`stabtheory.quadratic`) of a network
+``f(w, x)`` with the logistic loss, around the pre-trained ``w0``, with the Gauss-Newton
+curvature (PSD by construction). Per sample ``i``:
+
+* ``ft.FT1``: empirical ``||w_S - w_S\i||`` (minimisers); bound
+  ``(rho_i + lam ||w_S - w0||) / ((n - 1) Lam_i)``.
+* ``ft.FT1L``: empirical ``|lhat_i(w_S) - lhat_i(w_S\i)|``; bound ``max(rho_i, rho'_i) FT1_i``.
+* ``ft.FT2``: empirical ``||w_t(S) - w_t(S\i)||`` (GD, step t); bound
+  ``FT1_i + eta t beta (1 - eta Lam_i)^(t-1) ||w0 - w_S\i|| / n``.
+
+``rho_i = ||grad lhat_i(w_S)||``, ``rho'_i = ||grad lhat_i(w_S\i)||``,
+``Lam_i = min(lambda_min(A_S), lambda_min(A_S\i))`` (exact, from the n x n kernel),
+``beta = max_i ||H_i||`` (exact for the rank-one Gauss-Newton matrices).
+
+FT-1L composes the Corollary with FT-1: ``lhat_i`` has an affine gradient, so on the segment
+between ``w_S`` and ``w_S\i`` its norm is at most the larger endpoint value, and
+``||w_S - w_S\i||`` is at most FT-1's bound.
+
+The real network (GD on the true loss) is not covered by the theorems; its leave-one-out
+stability is set beside the bounds and the Taylor model's faithfulness (assumption (d)) is
+reported as measured numbers: the gap between the true and quadratic losses and between the
+true and quadratic fine-tuned weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+
+from stabtheory import heads as _heads
+from stabtheory import quadratic as q
+from stabtheory.bounds.base import Assumption, BoundCheck, Theorem, all_hold, tolerance
+
+__all__ = [
+    "FT1",
+    "FT1L",
+    "FT2",
+    "FTEvidence",
+    "check_ft1",
+    "check_ft1l",
+    "check_ft2",
+    "ft_evidence",
+]
+
+rho = sp.Symbol("rho_i", nonnegative=True)
+rho2 = sp.Symbol("rho'_i", nonnegative=True)
+lam = sp.Symbol("lambda", nonnegative=True)
+dist = sp.Symbol("d_S", nonnegative=True)  # ||w_S - w0||
+dist_i = sp.Symbol("d_i", nonnegative=True)  # ||w0 - w_S\i||
+n = sp.Symbol("n", positive=True)
+n1 = sp.Symbol("n_1", positive=True)  # n - 1, for derivative signs
+Lam = sp.Symbol("Lambda_i", positive=True)
+eta = sp.Symbol("eta", positive=True)
+t = sp.Symbol("t", nonnegative=True)
+beta = sp.Symbol("beta", nonnegative=True)
+
+_ft1 = (rho + lam * dist) / ((n - 1) * Lam)
+
+FT1 = Theorem(
+    id="ft.FT1",
+    title="Theorem FT-1: leave-one-out stability of the converged Taylor-model fine-tuning",
+    expression=_ft1,
+    symbols=(rho, lam, dist, n, Lam),
+    notions=("weights",),
+    assumptions=(
+        "every H_i PSD with ||H_i|| <= beta (Gauss-Newton curvature: PSD by construction)",
+        "Lam = min(lambda_min(A_S), lambda_min(A_S\\i)) > 0",
+        "w_S, w_S\\i are the minimisers (conjugate-gradient residual certified)",
+    ),
+    reference="THEORY.md section 2, Theorem FT-1 (Fu, So & Collier 2023, full fine-tuning)",
+)
+
+FT1L = Theorem(
+    id="ft.FT1L",
+    title="Corollary FT-1L: pointwise hypothesis stability of the Taylor model (with FT-1)",
+    expression=sp.Max(rho, rho2) * _ft1,
+    symbols=(rho, rho2, lam, dist, n, Lam),
+    notions=("loss",),
+    assumptions=FT1.assumptions,
+    reference="THEORY.md section 2, Corollary FT-1L composed with Theorem FT-1",
+)
+
+FT2 = Theorem(
+    id="ft.FT2",
+    title="Theorem FT-2: leave-one-out stability after t GD steps on the Taylor model",
+    expression=_ft1 + eta * t * beta * (1 - eta * Lam) ** (t - 1) * dist_i / n,
+    symbols=(rho, lam, dist, n, Lam, eta, t, beta, dist_i),
+    notions=("weights",),
+    assumptions=(
+        *FT1.assumptions[:2],
+        "eta <= 1 / lambda_max(A_S) and <= 1 / lambda_max(A_S\\i)",
+        "GD from w0",
+    ),
+    reference="THEORY.md section 2, Theorem FT-2",
+)
+
+
+def ft1_signs() -> dict:
+    """Signs of dFT1 / d(.) that follow from positivity (sympy), with ``n = 1 + n_1``,
+    ``n_1 > 0`` and ``rho_i, lambda, d_S, Lambda_i > 0``.
+
+    Example:
+      >>> ft1_signs()
+      {'n': -1, 'rho_i': 1, 'd_S': 1, 'Lambda_i': -1}
+    """
+    pos = {x: sp.Symbol(x.name, positive=True) for x in (rho, lam, dist)}
+    expr = _ft1.subs(pos).subs(n, n1 + 1)
+    out = {}
+    for name, s in (("n", n1), ("rho_i", pos[rho]), ("d_S", pos[dist]), ("Lambda_i", Lam)):
+        dv = sp.simplify(sp.diff(expr, s))
+        out[name] = 1 if dv.is_positive else (-1 if dv.is_negative else None)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class FTEvidence:
+    """Shared quantities of the full fine-tuning checks for one configuration.
+
+    Attributes:
+      tm: the :class:`~stabtheory.quadratic.TaylorModel`.
+      w_min: (n + 1, p) minimisers of S (row 0) and every S\\i.
+      cg_residual: (n + 1,) relative residuals ``||A_s (w_s - w0) + gbar_s|| / ||gbar_s||``.
+      lam_min, lam_max: (n + 1,) exact extreme eigenvalues of every ``A_s``.
+      beta_i: (n,) ``||H_i||``.
+      rho, rho_loo: (n,) ``||grad lhat_i(w_S)||`` and ``||grad lhat_i(w_S\\i)||``.
+      steps: (C,) GD checkpoints; ``w_gd``: (n + 1, C, p) GD on the quadratic.
+      w_real: (n + 1, C, p) GD on the true loss, or ``None``.
+      config: the configuration.
+    """
+
+    tm: q.TaylorModel
+    w_min: np.ndarray
+    cg_residual: np.ndarray
+    lam_min: np.ndarray
+    lam_max: np.ndarray
+    beta_i: np.ndarray
+    rho: np.ndarray
+    rho_loo: np.ndarray
+    steps: np.ndarray
+    w_gd: np.ndarray
+    w_real: np.ndarray | None
+    real_losses: np.ndarray | None
+    quad_losses: np.ndarray | None
+    config: dict
+
+    @property
+    def n(self) -> int:
+        return int(self.tm.grads.shape[0])
+
+    @property
+    def Lam(self) -> np.ndarray:
+        return np.minimum(self.lam_min[0], self.lam_min[1:])
+
+    @property
+    def distance(self) -> float:
+        """``||w_S - w0||``, the weight distance of the fine-tuned optimum."""
+        return float(np.linalg.norm(self.w_min[0] - np.asarray(self.tm.w0)))
+
+    @property
+    def distance_loo(self) -> np.ndarray:
+        return np.linalg.norm(self.w_min[1:] - np.asarray(self.tm.w0), axis=1)
+
+    def empirical(self, kind: str) -> np.ndarray:
+        """Per-sample LOO values: ``"min.weights"`` (1, n), ``"min.loss"`` (1, n),
+        ``"gd.weights"`` (C, n), ``"real.weights"`` (C, n), ``"real.loss"`` (C, n)."""
+        if kind == "min.weights":
+            return np.linalg.norm(self.w_min[1:] - self.w_min[0], axis=1)[None]
+        if kind == "min.loss":
+            lq = np.asarray(q.quadratic_losses(self.tm, jnp.asarray(self.w_min)))  # (n+1, n)
+            idx = np.arange(self.n)
+            return np.abs(lq[0, idx] - lq[idx + 1, idx])[None]
+        if kind == "gd.weights":
+            return np.linalg.norm(self.w_gd[1:] - self.w_gd[0][None], axis=2).T
+        if kind == "real.weights":
+            return np.linalg.norm(self.w_real[1:] - self.w_real[0][None], axis=2).T
+        if kind == "real.loss":
+            idx = np.arange(self.n)
+            L = self.real_losses  # (n+1, C, n)
+            return np.abs(L[0][:, idx] - L[idx + 1, :, idx].T)
+        raise ValueError(f"unknown kind {kind!r}")
+
+
+_minimizers = jax.jit(q.minimizers, static_argnames=("curvature", "apply", "maxiter"))
+_gd_path = jax.jit(q.gd_path, static_argnames=("curvature", "apply"))
+
+
+def ft_evidence(
+    apply,
+    params,
+    X,
+    y,
+    *,
+    lam: float = 0.05,
+    lr: float | None = None,
+    steps=(1, 10, 100, 1000),
+    real: bool = True,
+    cg_tol: float = 1e-12,
+    info: dict | None = None,
+) -> FTEvidence:
+    """Expand, solve and train everything the FT checks need, for S and every S\\i.
+
+    Args:
+      apply: ``apply(w, x) -> logit``, ``w`` a flat (p,) vector.
+      params: pre-trained flat weights ``w0``.
+      X, y: task data, labels in {-1, +1}.
+      lam: the pull toward w0 (L2-SP); the theorems need ``Lam > 0``, which ``lam > 0``
+        guarantees for the Gauss-Newton curvature.
+      lr: GD step; default ``0.9 / lambda_max(A_S)``.
+      steps: GD checkpoints.
+      real: also fine-tune the real network (GD on the true loss) on every mask.
+    """
+    from stabtheory.data import validate
+
+    X, y = validate(X, y)
+    w0 = jnp.asarray(params, jnp.float64)
+    tm = q.taylor_expand(apply, w0, X, y)
+    n = X.shape[0]
+    weights = _heads.loo_weights(n)
+    lam_min, lam_max = (np.asarray(a) for a in jax.jit(q.extreme_eigenvalues)(tm, weights, lam))
+    if lr is None:
+        lr = 0.9 / float(lam_max.max())
+    w_min = _minimizers(tm, weights, lam, apply=apply, maxiter=10 * tm.grads.shape[1])
+    gbar = weights @ tm.grads / weights.sum(axis=1, keepdims=True)
+    resid = jax.vmap(
+        lambda s, w, g: jnp.linalg.norm(q.operator(tm, s, lam)(w - tm.w0) + g) / jnp.linalg.norm(g)
+    )(weights, w_min, gbar)
+    grads_at = q.quadratic_grads(tm, w_min)  # (n+1, n, p)
+    idx = np.arange(n)
+    rho = np.linalg.norm(np.asarray(grads_at[0]), axis=1)
+    rho_loo = np.linalg.norm(np.asarray(grads_at[idx + 1, idx]), axis=1)
+    checkpoints = jnp.asarray(np.asarray(steps, dtype=np.int64))
+    w_gd = np.asarray(_gd_path(tm, weights, lam, lr, checkpoints))
+    w_real = real_losses = quad_losses = None
+    if real:
+        from stabtheory.finetune import finetune_runs
+
+        w_real = np.asarray(
+            finetune_runs(apply, w0, X, y, weights, jnp.full((n + 1,), lr), lam, checkpoints)
+        )
+        real_losses = np.asarray(q.true_losses(apply, jnp.asarray(w_real), X, y))
+        quad_losses = np.asarray(q.quadratic_losses(tm, jnp.asarray(w_real)))
+    config = {
+        "n": n,
+        "p": int(w0.shape[0]),
+        "lam": float(lam),
+        "lr": float(lr),
+        "curvature": "ggn",
+        **(info or {}),
+    }
+    return FTEvidence(
+        tm,
+        np.asarray(w_min),
+        np.asarray(resid),
+        lam_min,
+        lam_max,
+        np.asarray(q.per_sample_norms(tm)),
+        rho,
+        rho_loo,
+        np.asarray(steps),
+        w_gd,
+        w_real,
+        real_losses,
+        quad_losses,
+        config,
+    )
+
+
+def _common(ev: FTEvidence) -> list[Assumption]:
+    return [
+        Assumption.measure(
+            "H_i PSD",
+            "per-sample curvature is the Gauss-Newton matrix c_i J_i J_i^T, c_i >= 0 "
+            "(min c_i shown)",
+            float(np.min(np.asarray(ev.tm.curv))),
+            ">=",
+            0.0,
+        ),
+        Assumption.measure(
+            "Lam > 0",
+            "min over i of min(lambda_min(A_S), lambda_min(A_S\\i)) (exact)",
+            float(ev.Lam.min()),
+            ">",
+            0.0,
+        ),
+        Assumption.measure(
+            "CG residual",
+            "max relative residual of the conjugate-gradient minimisers",
+            float(ev.cg_residual.max()),
+            "<=",
+            1e-8,
+        ),
+    ]
+
+
+def _ft1_bound(ev: FTEvidence) -> np.ndarray:
+    return np.asarray(FT1.evaluate(ev.rho, ev.config["lam"], ev.distance, float(ev.n), ev.Lam))
+
+
+def _result(th, notion, ev, bound, emp, assumptions, steps, applicable_at=None) -> BoundCheck:
+    ok = np.ones(len(steps), bool) if applicable_at is None else np.asarray(applicable_at)
+    ok = ok & all_hold(assumptions)
+    return BoundCheck(
+        th.id,
+        notion,
+        np.asarray(steps),
+        np.where(ok[:, None], bound, np.nan),
+        emp,
+        ok,
+        tuple(assumptions),
+        tolerance(np.float64),
+        dict(ev.config),
+    )
+
+
+def check_ft1(ev: FTEvidence) -> BoundCheck:
+    """FT-1 against the exact leave-one-out change of the Taylor-model minimiser."""
+    return _result(
+        FT1, "loo.weights", ev, _ft1_bound(ev)[None], ev.empirical("min.weights"), _common(ev), [-1]
+    )
+
+
+def check_ft1l(ev: FTEvidence) -> BoundCheck:
+    """FT-1L (with FT-1) against the leave-one-out change of the quadratic loss at z_i."""
+    bound = np.maximum(ev.rho, ev.rho_loo) * _ft1_bound(ev)
+    return _result(FT1L, "loo.loss", ev, bound[None], ev.empirical("min.loss"), _common(ev), [-1])
+
+
+def check_ft2(ev: FTEvidence, kind: str = "gd.weights") -> BoundCheck:
+    """FT-2 against GD on the Taylor model (``kind="gd.weights"``), or, outside the theorem,
+    beside the real network's leave-one-out stability (``kind="real.weights"``)."""
+    lr = ev.config["lr"]
+    steps = ev.steps.astype(np.float64)
+    bound = np.asarray(
+        FT2.evaluate(
+            ev.rho[None],
+            ev.config["lam"],
+            ev.distance,
+            float(ev.n),
+            ev.Lam[None],
+            lr,
+            steps[:, None],
+            float(ev.beta_i.max()),
+            ev.distance_loo[None],
+        )
+    )
+    assumptions = [
+        *_common(ev),
+        Assumption.measure(
+            "eta <= 1/lambda_max",
+            "eta * max over S and every S\\i of lambda_max(A_s) (exact)",
+            lr * float(ev.lam_max.max()),
+            "<=",
+            1.0,
+        ),
+    ]
+    if kind == "real.weights":
+        assumptions.append(faithfulness(ev))
+    return _result(
+        FT2,
+        f"loo.weights ({kind.split('.')[0]})",
+        ev,
+        bound,
+        ev.empirical(kind),
+        assumptions,
+        ev.steps,
+    )
+
+
+def faithfulness(ev: FTEvidence) -> Assumption:
+    """Assumption (d), measured: the largest relative gap between the real network's and the
+    Taylor model's fine-tuned weights along the GD path (0 means a faithful Taylor model).
+
+    It never holds exactly for a nonlinear network: the threshold 0 makes a check on the real
+    network *not applicable* (the theorem does not cover it) while the numbers are reported.
+    """
+    return Assumption.measure(
+        "Taylor faithful",
+        "max over runs and checkpoints of ||w_real - w_quad|| / "
+        "||w_quad - w0|| (0 for an exactly quadratic loss)",
+        real_departure(ev),
+        "<=",
+        0.0,
+    )
+
+
+def real_departure(ev: FTEvidence) -> float:
+    w0 = np.asarray(ev.tm.w0)
+    num = np.linalg.norm(ev.w_real - ev.w_gd, axis=-1)
+    den = np.linalg.norm(ev.w_gd - w0, axis=-1)
+    ok = den > 0
+    return float((num[ok] / den[ok]).max()) if ok.any() else 0.0
+
+
+def loss_gap(ev: FTEvidence) -> float:
+    """Largest relative gap, over the checkpoints, between the true and the quadratic mean loss
+    ``F`` of the run on S along the real fine-tuning path: ``|F_real - F_quad| / F_real``."""
+    real, quad = ev.real_losses[0].mean(axis=-1), ev.quad_losses[0].mean(axis=-1)
+    return float(np.max(np.abs(real - quad) / real))

@@ -1,0 +1,270 @@
+"""The full fine-tuning study of ``stabtheory verify``: Theorems FT-1, FT-1L, FT-2 and the
+``ft.*`` claims, on the Taylor model and on the real network.
+
+For every configuration, S and all n sets S\\i are solved (CG, vmapped over masks) and trained
+(GD on the quadratic and on the real network, vmapped over masks) from the pre-trained
+weights. Sweeps, one at a time around a base configuration, on each testbed:
+
+* ``n``: sample size (nested subsets of one task sample);
+* ``input_scale``: multiplies the inputs, which scales the per-sample gradients (the Lipschitz
+  constant ``rho``);
+* ``pretrain_steps``: pre-training length, which moves ``w0`` and so the weight distance;
+* ``interpolation``: ``w0 + alpha (w* - w0)`` with ``w*`` the real network fine-tuned on S,
+  a direct knob on the weight distance;
+* ``lam``: the pull toward ``w0``; ``lr_fraction``: the step as a fraction of ``1/lambda_max``.
+
+The claims are judged with Kendall's tau between the *measured* quantity the claim names
+(``n``, ``rho = max_i rho_i``, ``||w_S - w0||``) and the mean leave-one-out instability.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from stabtheory import claims as _claims
+from stabtheory.bounds import finetune as _ft
+from stabtheory.bounds.base import BoundCheck
+
+__all__ = ["FT_CLAIMS", "FineTuneStudy", "FineTuneStudySpec", "run_finetune_study"]
+
+FT_CLAIMS = {
+    c.id: c
+    for c in (
+        _claims.Claim("ft.n", "full FT: larger sample size n gives more stability", "n", -1),
+        _claims.Claim(
+            "ft.lipschitz", "full FT: smaller Lipschitz constant gives more stability", "rho", +1
+        ),
+        _claims.Claim(
+            "ft.distance",
+            "full FT: smaller distance between w0 and the fine-tuned optimum gives more stability",
+            "distance",
+            +1,
+        ),
+    )
+}
+
+# (what the instability is measured on, the FTEvidence.empirical kind)
+MEASURES = {
+    "loo.weights": (
+        ("Taylor minimiser", "min.weights"),
+        ("Taylor GD", "gd.weights"),
+        ("real network GD", "real.weights"),
+    ),
+    "loo.loss": (("Taylor minimiser", "min.loss"), ("real network GD", "real.loss")),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuneStudySpec:
+    """What the full fine-tuning study sweeps (see the module docstring)."""
+
+    tasks: tuple[str, ...] = ("synthetic", "digits")
+    n: int = 32
+    ns: tuple[int, ...] = (16, 32, 64)
+    lam: float = 0.05
+    lams: tuple[float, ...] = (0.01, 0.05, 0.2)
+    input_scales: tuple[float, ...] = (0.5, 1.0, 2.0)
+    pretrain_steps: int = 300
+    pretrain_sweep: tuple[int, ...] = (0, 300, 3000)
+    interpolation: tuple[float, ...] = (0.0, 0.5, 0.9)
+    lr_fraction: float = 0.9
+    lr_fractions: tuple[float, ...] = (0.1, 0.9)
+    steps: tuple[int, ...] = (1, 3, 10, 30, 100, 300, 1000)
+    full_sweeps_on: tuple[str, ...] = ("synthetic",)
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> FineTuneStudySpec:
+        return cls(
+            tasks=("synthetic",),
+            n=16,
+            ns=(8, 16),
+            lams=(0.05,),
+            input_scales=(0.5, 1.0),
+            pretrain_sweep=(0, 300),
+            interpolation=(0.0, 0.8),
+            lr_fractions=(0.9,),
+            steps=(1, 10, 100, 300),
+        )
+
+
+@dataclasses.dataclass
+class FineTuneStudy:
+    """Results of :func:`run_finetune_study` (configs, checks, stability, verdicts)."""
+
+    spec: FineTuneStudySpec
+    configs: list[dict] = dataclasses.field(default_factory=list)
+    checks: list[tuple[int, BoundCheck]] = dataclasses.field(default_factory=list)
+    stability: dict[int, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    verdicts: list = dataclasses.field(default_factory=list)
+    runtime_s: float = 0.0
+
+    @property
+    def violations(self) -> list[BoundCheck]:
+        return [c for _, c in self.checks if c.applicable and c.violations]
+
+
+def _plan(spec: FineTuneStudySpec) -> list[dict]:
+    plan, seen = [], set()
+    for task in spec.tasks:
+        base = {
+            "task": task,
+            "n": spec.n,
+            "lam": spec.lam,
+            "input_scale": 1.0,
+            "pretrain": spec.pretrain_steps,
+            "alpha": 0.0,
+            "lr_fraction": spec.lr_fraction,
+        }
+        variants = [dict(base)] + [{**base, "n": v} for v in spec.ns]
+        variants += [{**base, "pretrain": v} for v in spec.pretrain_sweep]
+        variants += [{**base, "alpha": v} for v in spec.interpolation]
+        if task in spec.full_sweeps_on:
+            variants += [{**base, "input_scale": v} for v in spec.input_scales]
+            variants += [{**base, "lam": v} for v in spec.lams]
+            variants += [{**base, "lr_fraction": v} for v in spec.lr_fractions]
+        for v in variants:
+            key = tuple(sorted(v.items()))
+            if key not in seen:
+                seen.add(key)
+                plan.append(v)
+    return plan
+
+
+def run_finetune_study(
+    spec: FineTuneStudySpec | None = None,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> FineTuneStudy:
+    """Run the full fine-tuning study: expand, solve, train, check every FT theorem, judge."""
+    from stabtheory import finetune
+
+    spec = spec or FineTuneStudySpec()
+    start = time.perf_counter()
+    study = FineTuneStudy(spec)
+    plan = _plan(spec)
+    n_max = max((*spec.ns, spec.n))
+    optimum: dict = {}
+    for k, cfg in enumerate(plan):
+        bed = finetune.make_testbed(
+            cfg["task"],
+            n=n_max,
+            pretrain_steps=cfg["pretrain"],
+            input_scale=cfg["input_scale"],
+            seed=spec.seed,
+        )
+        X, y = bed.X[: cfg["n"]], bed.y[: cfg["n"]]
+        w0 = jnp.asarray(bed.w0)
+        if cfg["alpha"] > 0:
+            w0 = w0 + cfg["alpha"] * (optimum[cfg["task"]] - w0)
+        probe = _ft.ft_evidence(bed.apply, w0, X, y, lam=cfg["lam"], steps=[1], real=False)
+        lr = cfg["lr_fraction"] / float(probe.lam_max.max())
+        ev = _ft.ft_evidence(
+            bed.apply,
+            w0,
+            X,
+            y,
+            lam=cfg["lam"],
+            lr=lr,
+            steps=spec.steps,
+            info={
+                "task": cfg["task"],
+                "input_scale": cfg["input_scale"],
+                "pretrain_steps": cfg["pretrain"],
+                "alpha": cfg["alpha"],
+                "lr_fraction": cfg["lr_fraction"],
+            },
+        )
+        if cfg == _plan(spec)[0] or (cfg["task"] not in optimum and cfg["alpha"] == 0.0):
+            optimum[cfg["task"]] = jnp.asarray(ev.w_real[0, -1])
+        config = {
+            **ev.config,
+            "rho": float(ev.rho.max()),
+            "distance": ev.distance,
+            "Lam": float(ev.Lam.min()),
+            "beta": float(ev.beta_i.max()),
+            "taylor_departure": _ft.real_departure(ev),
+            "loss_gap": _ft.loss_gap(ev),
+        }
+        study.configs.append(config)
+        gd = _ft.check_ft2(ev, "gd.weights")
+        real = _ft.check_ft2(ev, "real.weights")
+        raw = gd.bound  # the FT-2 bound (same quantities) beside the real network's LOO
+        real_exceeds = int(np.sum(real.empirical > raw + gd.tol * np.maximum(1, raw)))
+        config["real_exceeds_ft2"] = real_exceeds
+        for chk in (_ft.check_ft1(ev), _ft.check_ft1l(ev), gd, real):
+            study.checks.append((k, dataclasses.replace(chk, config=config)))
+        study.stability[k] = {
+            kind: ev.empirical(kind) for _, kinds in MEASURES.items() for _, kind in kinds
+        }
+        if progress is not None:
+            progress(
+                k + 1,
+                len(plan),
+                f"FT {cfg['task']} n={cfg['n']} lam={cfg['lam']} "
+                f"scale={cfg['input_scale']} pre={cfg['pretrain']} a={cfg['alpha']}",
+            )
+    study.verdicts = judge_claims(study)
+    study.runtime_s = time.perf_counter() - start
+    return study
+
+
+def _match(cfg: dict, base: dict, free: str) -> bool:
+    return all(cfg[key] == v for key, v in base.items() if key != free)
+
+
+def sweeps(study: FineTuneStudy) -> dict[str, list[tuple[str, str, list[int]]]]:
+    """For each claim, the (task, knob, config indices) sweeps that inform it."""
+    spec = study.spec
+    out: dict[str, list] = {"ft.n": [], "ft.lipschitz": [], "ft.distance": []}
+    knobs = {
+        "ft.n": ("n",),
+        "ft.lipschitz": ("input_scale",),
+        "ft.distance": ("pretrain_steps", "alpha"),
+    }
+    for task in spec.tasks:
+        base = {
+            "task": task,
+            "n": spec.n,
+            "lam": spec.lam,
+            "input_scale": 1.0,
+            "pretrain_steps": spec.pretrain_steps,
+            "alpha": 0.0,
+            "lr_fraction": spec.lr_fraction,
+        }
+        for claim_id, free_knobs in knobs.items():
+            for free in free_knobs:
+                idx = [k for k, c in enumerate(study.configs) if _match(c, base, free)]
+                if len({study.configs[k][free] for k in idx}) >= 2:
+                    out[claim_id].append((task, free, idx))
+    return out
+
+
+def judge_claims(study: FineTuneStudy) -> list:
+    """Verdicts for ft.n, ft.lipschitz, ft.distance under loo.weights and loo.loss."""
+    late = len(study.spec.steps) - 1
+    verdicts = []
+    for claim_id, claim_sweeps in sweeps(study).items():
+        claim = FT_CLAIMS[claim_id]
+        for notion, measures in MEASURES.items():
+            regimes = []
+            for task, knob, idx in claim_sweeps:
+                xs = [study.configs[k][claim.parameter] for k in idx]
+                for label, kind in measures:
+                    row = 0 if kind.startswith("min") else late
+                    values = [study.stability[k][kind][row] for k in idx]
+                    regimes.append(
+                        _claims.verdict(claim, xs, values, regime=f"{task}, {label}, swept {knob}")
+                    )
+            if regimes:
+                verdicts.append(
+                    _claims.combine(
+                        claim, notion, regimes, figure=f"claims_ft_{notion.split('.')[1]}.png"
+                    )
+                )
+    return verdicts
