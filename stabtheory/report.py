@@ -268,14 +268,14 @@ def _markdown(report: dict, figures: list[str]) -> str:
             "on S; `real > FT-2` = (sample, t) points where the real network's leave-one-out "
             "change exceeds the FT-2 bound computed from the Taylor quantities.",
             "",
-            "| task | n | lam | input scale | pre-train | alpha | rho | ||w_S - w0|| | "
-            "departure | loss gap | real > FT-2 |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| task | n | lam | input scale | pre-train | alpha | lr / (1/lambda_max) | rho | "
+            "||w_S - w0|| | departure | loss gap | real > FT-2 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in report["taylor"]:
             lines.append(
                 f"| {r['task']} | {r['n']} | {r['lam']} | {r['input_scale']} | "
-                f"{r['pretrain_steps']} | {r['alpha']} | {_fmt(r['rho'])} | "
+                f"{r['pretrain_steps']} | {r['alpha']} | {r['lr_fraction']} | {_fmt(r['rho'])} | "
                 f"{_fmt(r['distance'])} | {_fmt(r['taylor_departure'])} | "
                 f"{_fmt(r['loss_gap'])} | {r['real_exceeds_ft2']} |"
             )

@@ -180,7 +180,7 @@ def run_finetune_study(
                 "lr_fraction": cfg["lr_fraction"],
             },
         )
-        if cfg == _plan(spec)[0] or (cfg["task"] not in optimum and cfg["alpha"] == 0.0):
+        if cfg["task"] not in optimum and cfg["alpha"] == 0.0:  # the task's base config
             optimum[cfg["task"]] = jnp.asarray(ev.w_real[0, -1])
         config = {
             **ev.config,
