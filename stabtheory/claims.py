@@ -11,9 +11,13 @@ configuration has the same samples). In one regime the verdict is
 * ``refuted``: it lies strictly on the other side,
 * ``inconclusive``: it contains 0 (or the instability does not change at all).
 
-Over several regimes (loss, early or late training), a claim is ``supported`` or ``refuted``
-when every regime says so, ``regime-dependent`` when the regimes disagree (the verdict names
-which regime gives which), and ``inconclusive`` when no regime is decisive.
+An effect smaller than float64 noise (a spread of the means below 1e-9 of their size) is never
+decisive. Over several regimes (loss, early or late training, testbed, model), a claim is
+``regime-dependent`` when some regimes support it and others refute it (the verdict names
+which), ``supported`` or ``refuted`` when the decisive regimes agree and make at least half of
+all regimes (the others being inconclusive, which the explanation lists), and
+``inconclusive`` otherwise. The intervals resample the samples of one dataset draw: verdicts
+are conditional on that draw.
 """
 
 from __future__ import annotations
@@ -116,7 +120,9 @@ def verdict(
     alpha = (1 - level) / 2
     lo, hi = float(np.quantile(taus, alpha)), float(np.quantile(taus, 1 - alpha))
     s = claim.predicted_sign
-    if np.ptp(means) == 0 or (lo <= 0 <= hi):
+    # No effect smaller than float64 noise is called decisive.
+    negligible = np.ptp(means) <= 1e-9 * np.max(np.abs(means))
+    if negligible or (lo <= 0 <= hi):
         word = "inconclusive"
     elif (lo > 0 and s > 0) or (hi < 0 and s < 0):
         word = "supported"
@@ -157,13 +163,18 @@ def combine(claim: Claim, notion: str, regimes: Sequence[RegimeVerdict], figure=
     """Overall verdict from the regimes' verdicts (see the module docstring)."""
     words = {r.verdict for r in regimes}
     by = {w: [r.regime for r in regimes if r.verdict == w] for w in words}
-    if words == {"supported"}:
-        word, why = "supported", "supported in every regime"
-    elif words == {"refuted"}:
-        word, why = "refuted", "refuted in every regime"
-    elif words == {"inconclusive"}:
+    listing = "; ".join(f"{w} in {', '.join(by[w])}" for w in sorted(by))
+    decisive = words - {"inconclusive"}
+    if len(decisive) == 2:
+        word, why = "regime-dependent", listing
+    elif not decisive:
         word, why = "inconclusive", "no regime is decisive"
     else:
-        word = "regime-dependent"
-        why = "; ".join(f"{w} in {', '.join(by[w])}" for w in sorted(by))
+        (sign,) = decisive
+        if len(by[sign]) == len(regimes):
+            word, why = sign, f"{sign} in every regime"
+        elif 2 * len(by[sign]) >= len(regimes):
+            word, why = sign, f"{sign} in most regimes, none contradicts: {listing}"
+        else:
+            word, why = "inconclusive", f"decisive in a minority of regimes only: {listing}"
     return Verdict(claim.id, notion, word, why, tuple(regimes), figure)

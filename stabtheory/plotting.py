@@ -70,7 +70,11 @@ def plot_bound_vs_empirical(
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("GD step t")
-    ax.set_ylabel("stability (smaller is more stable)")
+    ax.set_ylabel(
+        "margin gap delta(t)"
+        if check.notion == "margin.gap"
+        else "stability (smaller is more stable)"
+    )
     cfg = check.config
     ax.set_title(
         f"{check.theorem}: {cfg.get('loss', '')}, lr={cfg.get('lr', '')}, "

@@ -88,7 +88,7 @@ def taylor_expand(apply: Apply, w0, X, y) -> TaylorModel:
     Example:
       >>> apply = lambda w, x: w @ x
       >>> tm = taylor_expand(apply, jnp.zeros(2), jnp.eye(2), jnp.array([1.0, -1.0]))
-      >>> tm.curv.tolist(), tm.grads.tolist()
+      >>> tm.curv.tolist(), (tm.grads + 0.0).tolist()  # + 0.0 turns -0.0 into 0.0
       ([0.25, 0.25], [[-0.5, 0.0], [0.0, 0.5]])
     """
     w0 = jnp.asarray(w0)

@@ -225,9 +225,12 @@ def _markdown(report: dict, figures: list[str]) -> str:
             "## Head tuning: checks (bound vs empirical, per sample, over the checkpoints where "
             "the theorem applies)",
             "",
+            "`vacuous` is the share of applicable entries where a direction bound is >= 2, the "
+            "largest possible distance between unit vectors (the bound then says nothing).",
+            "",
             "| theorem | notion | loss | lr | gamma | n | applicable | empirical mean | "
-            "bound mean | bound/empirical | violations | failed assumptions |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "bound mean | bound/empirical | vacuous | violations | failed assumptions |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in head_rows:
             cfg = c["config"]
@@ -235,7 +238,8 @@ def _markdown(report: dict, figures: list[str]) -> str:
                 f"| {c['theorem']} | {c['notion']} | {cfg['loss']} | {cfg['lr']} | "
                 f"{_fmt(cfg['gamma'])} | {cfg['n']} | {c['applicable']} | "
                 f"{_fmt(c['empirical_mean'])} | {_fmt(c['bound_mean'])} | "
-                f"{_fmt(c['ratio_mean'])} | {c['violations']} | {_failures(c)} |"
+                f"{_fmt(c['ratio_mean'])} | {_fmt(c['vacuous_fraction'], 2)} | "
+                f"{c['violations']} | {_failures(c)} |"
             )
     if ft_rows:
         lines += [
@@ -294,7 +298,11 @@ def _markdown(report: dict, figures: list[str]) -> str:
         lines.append(f"| {v['id']} | {v['notion']} | **{v['verdict']}** | {regs} | {v['figure']} |")
     lines += [
         "",
-        "Statistic: " + (report["claims"][0]["statistic"]["name"] if report["claims"] else ""),
+        "Statistic: "
+        + (report["claims"][0]["statistic"]["name"] if report["claims"] else "")
+        + ". The intervals resample the samples of one dataset draw, so a verdict is "
+        "conditional on that draw; an effect below 1e-9 relative is never decisive; "
+        "'regime-dependent' means some regimes support and others refute the claim.",
         "",
         "## Figures",
         "",

@@ -214,3 +214,38 @@ def test_h2_applies_and_holds_on_a_fixed_problem():
     assert chk.holds and np.all(chk.bound[1:] >= chk.empirical[1:])
     # the a-priori bound tightens with t
     assert np.all(chk.bound[2] < chk.bound[1])
+
+
+def test_svm_loo_is_conservative_when_the_direction_barely_moves():
+    # Removing a point moves u_S by ~1e-9: D_i^2 ~ 1e-17 is below the rounding of 4, so the
+    # naive form 4 - (m + g)^2 / g^2 gives 0; the stable form with certified margins holds.
+    for a in (2e-9, 5e-9, 1e-8):
+        Z = np.array([[0.5, 1, a], [0.5, -1, a], [0.5, 0, -1], [1, 0.3, 0.2]])
+        y = np.array([1.0, -1.0, 1.0, -1.0])
+        chk = check_bound("head.svm_loo", y[:, None] * Z, y, lr=0.1, steps=[1])
+        assert chk.holds, chk.summary()
+
+
+def test_c1_refuses_the_direction_notion():
+    ds = st.soudry_fig1()
+    with pytest.raises(ValueError, match="weights and loss"):
+        check_bound("head.C1", ds.X, ds.y, lr=0.1, steps=[1, 10], notion="direction")
+    with pytest.raises(ValueError, match="direction"):
+        check_bound("head.H1", ds.X, ds.y, lr=0.1, steps=[1, 10], notion="svm.direction")
+
+
+def test_diverged_runs_are_not_applicable_for_a_stated_reason():
+    ds = st.planted_margin(8, 3, 0.2, seed=0)
+    chk = check_bound("head.H1", ds.X, ds.y, lr=1.0, steps=[5], init=-5000 * ds.direction)
+    (finite,) = [a for a in chk.assumptions if a.name == "finite weights"]
+    assert not finite.holds and not chk.applicable
+
+
+@PROPERTY
+@given(problems(), st_.floats(0.3, 1.0))
+def test_h2_margin_form_holds_and_is_not_vacuous(ds, lr1):
+    lr = lr1 / ds.radius**2 * (1 - 1e-9)
+    chk = check_bound("head.H2m", ds.X, ds.y, lr=lr, steps=[10, 30_000, 100_000])
+    if chk.applicable:
+        assert chk.holds, chk.summary()
+        assert chk.bound.shape[1] == ds.n + 1  # S and every S\\i

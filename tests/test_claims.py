@@ -30,3 +30,18 @@ def test_combine_names_the_regimes():
     assert v.verdict == "regime-dependent"
     assert "supported in early" in v.explanation and "refuted in late" in v.explanation
     assert combine(claim, "loo.direction", [a, a]).verdict == "supported"
+
+
+def test_inconclusive_regimes_do_not_make_a_claim_regime_dependent():
+    claim = HEAD_CLAIMS["head.n"]
+    sup = RegimeVerdict("a", "supported", -1.0, (-1.0, -1.0), [], [])
+    inc = RegimeVerdict("b", "inconclusive", 0.0, (-1.0, 1.0), [], [])
+    assert combine(claim, "loo.weights", [sup, sup, inc]).verdict == "supported"
+    assert combine(claim, "loo.weights", [sup, inc, inc]).verdict == "inconclusive"
+    assert "inconclusive in b" in combine(claim, "loo.weights", [sup, inc]).explanation
+
+
+def test_a_negligible_effect_is_never_decisive():
+    claim = HEAD_CLAIMS["head.margin"]
+    values = [np.full(20, 1.0 + k * 1e-15) for k in range(4)][::-1]
+    assert verdict(claim, [1, 2, 3, 4], values).verdict == "inconclusive"

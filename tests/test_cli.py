@@ -53,8 +53,16 @@ def test_quick_verify_reports_zero_violations(quick_report):
         "head.svm_loo",
         "head.H1",
         "head.H2",
+        "head.H2m",
         "head.C1",
+        "ft.FT1",
+        "ft.FT1L",
+        "ft.FT2",
     }
+    for claim in ("ft.n", "ft.lipschitz", "ft.distance"):
+        for notion in ("loo.weights", "loo.loss"):
+            assert (claim, notion) in {(c["id"], c["notion"]) for c in report["claims"]}
+    assert report["taylor"] and all(r["taylor_departure"] >= 0 for r in report["taylor"])
     ids = {(c["id"], c["notion"]) for c in report["claims"]}
     for claim in ("head.iterations", "head.lr", "head.margin", "head.n"):
         for notion in ("loo.direction", "loo.weights", "loo.loss"):
@@ -81,6 +89,8 @@ def test_a_violation_exits_1_and_names_the_bound(tmp_path, monkeypatch, capsys):
     original = head.check_h1
     monkeypatch.setattr(head, "check_h1", broken_h1)
     monkeypatch.setattr(head_study.HeadStudySpec, "quick", classmethod(lambda cls: TINY))
-    status = cli.main(["verify", "--quick", "--out", str(tmp_path), "--no-progress"])
+    status = cli.main(
+        ["verify", "--quick", "--study", "head", "--out", str(tmp_path), "--no-progress"]
+    )
     assert status == 1
     assert "VIOLATION: head.H1" in capsys.readouterr().err

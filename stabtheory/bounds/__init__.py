@@ -5,7 +5,8 @@ id                theorem (THEORY.md)
 ================  ====================================================================
 ``head.svm_loo``  Lemma H-2, leave-one-out change of the max-margin direction
 ``head.H1``       Theorem H-1, a-posteriori direction stability at step t
-``head.H2``       Theorem H-2, a-priori margin/direction rate (exponential loss)
+``head.H2``       Theorem H-2, a-priori direction rate (exponential loss), composed per sample
+``head.H2m``      Theorem H-2, its margin statement delta(t) <= R C / Psi(t), per run
 ``head.C1``       Theorem C-1, raw head weights under GD (Hardt, Recht & Singer 2016)
 ``ft.FT1``        Theorem FT-1, converged full fine-tuning (Taylor model)
 ``ft.FT1L``       Corollary FT-1L, pointwise hypothesis stability (with FT-1)
@@ -39,7 +40,16 @@ __all__ = [
 
 REGISTRY: dict[str, Theorem] = {
     th.id: th
-    for th in (head.SVM_LOO, head.H1, head.H2, head.C1, finetune.FT1, finetune.FT1L, finetune.FT2)
+    for th in (
+        head.SVM_LOO,
+        head.H1,
+        head.H2,
+        head.H2M,
+        head.C1,
+        finetune.FT1,
+        finetune.FT1L,
+        finetune.FT2,
+    )
 }
 
 
@@ -132,6 +142,9 @@ def check_bound(
     )
     if theorem_id == "head.C1":
         return head.check_c1(ev, notion or "weights")
-    if notion not in (None, "direction", "svm.direction"):
-        raise ValueError(f"{theorem_id} bounds the direction notion, not {notion!r}.")
+    expected = {"head.svm_loo": "svm.direction", "head.H2m": "margin.gap"}.get(
+        theorem_id, "direction"
+    )
+    if notion not in (None, expected):
+        raise ValueError(f"{theorem_id} bounds the {expected} notion, not {notion!r}.")
     return head.CHECKS[theorem_id](ev)

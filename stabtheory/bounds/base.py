@@ -208,7 +208,7 @@ class BoundCheck:
     def violation_mask(self) -> np.ndarray:
         """(C, n): applicable entries where empirical > bound + tol * max(1, bound)."""
         slack = self.tol * np.maximum(1.0, np.abs(np.nan_to_num(self.bound)))
-        over = self.empirical > self.bound + slack
+        over = ~(self.empirical <= self.bound + slack)  # NaN counts as a violation
         return over & self.applicable_at[:, None]
 
     @property
@@ -219,6 +219,13 @@ class BoundCheck:
     def holds(self) -> bool | None:
         """``True``/``False`` when applicable; ``None`` when the theorem does not apply."""
         return (self.violations == 0) if self.applicable else None
+
+    def _vacuous_fraction(self) -> float | None:
+        """Share of applicable entries where a direction bound is >= 2 (the largest possible
+        distance between unit vectors), i.e. says nothing; ``None`` for other notions."""
+        if "direction" not in self.notion or not self.applicable:
+            return None
+        return float(np.mean(self.bound[self.applicable_at] >= 2.0))
 
     def summary(self) -> dict:
         """One row of ``report.json``'s ``checks``."""
@@ -243,6 +250,7 @@ class BoundCheck:
             if e.size and np.mean(e) > 0
             else None,
             "violations": self.violations,
+            "vacuous_fraction": self._vacuous_fraction(),
             "holds": self.holds,
             "assumptions": [a.to_dict() for a in self.assumptions],
         }

@@ -35,6 +35,7 @@ __all__ = [
     "C1",
     "H1",
     "H2",
+    "H2M",
     "SVM_LOO",
     "HeadEvidence",
     "direction_gap",
@@ -63,9 +64,13 @@ def direction_gap(g, dlt) -> sp.Expr:
     r"""Lemma H-1: ``e(gamma, delta)`` bounds ``||v - u_S||`` for a unit v of margin gamma - delta.
 
     .. math:: e(\gamma,\delta) = \sqrt{\max(0,\ 4 - (2\gamma - \delta)^2/\gamma^2)}
+              = \frac{\sqrt{\max(0,\ \delta (4\gamma - \delta))}}{\gamma}
               \ (\delta \le 2\gamma), \qquad 2\ (\delta > 2\gamma).
+
+    The second form is used: it has no cancellation when ``delta`` is tiny (the first loses
+    ``||v - u||^2`` below float64 rounding of 4).
     """
-    return sp.Piecewise((2, dlt > 2 * g), (sp.sqrt(sp.Max(0, 4 - (2 * g - dlt) ** 2 / g**2)), True))
+    return sp.Piecewise((2, dlt > 2 * g), (sp.sqrt(sp.Max(0, dlt * (4 * g - dlt))) / g, True))
 
 
 def h2_direction_rate(t_, n_, g, r, e) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
@@ -86,12 +91,14 @@ def h2_direction_rate(t_, n_, g, r, e) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
 SVM_LOO = Theorem(
     id="head.svm_loo",
     title="Lemma H-2: leave-one-out change of the max-margin direction",
-    expression=direction_gap(gamma_i, gamma_i - m_i),
-    symbols=(m_i, gamma_i),
+    expression=direction_gap(gamma_i, delta_i),
+    symbols=(delta_i, gamma_i),
     notions=("svm_direction",),
     assumptions=(
         "S is linearly separable through the origin (gamma(S) > 0)",
         "the bound is 0 when z_i is not an active constraint (u_S\\i = u_S)",
+        "delta_i = gamma(S\\i) - min_{j != i} u_S . z_j, evaluated conservatively (certified "
+        "upper margin, rounding allowance d eps R on every computed margin)",
     ),
     reference="THEORY.md section 3, Lemma H-2 (Lemma H-1 applied on S\\i to v = u_S)",
 )
@@ -124,6 +131,18 @@ H2 = Theorem(
         "S is linearly separable through the origin",
     ),
     reference="THEORY.md section 3, Theorem H-2, composed with Lemma H-2 as in Theorem H-1",
+    definitions=((C, _C_S), (Psi, _Psi_S)),
+)
+
+H2M = Theorem(
+    id="head.H2m",
+    title="Theorem H-2, margin form: normalised-margin gap of GD on the exponential loss",
+    expression=R * _C_S / _Psi_S,
+    symbols=(t, eta, n, gamma, R),
+    notions=("margin",),
+    assumptions=H2.assumptions,
+    reference="THEORY.md section 3, Theorem H-2 (delta(t) / R <= C / Psi(t)), for S and every "
+    "S\\i run",
     definitions=((C, _C_S), (Psi, _Psi_S)),
 )
 
@@ -179,7 +198,12 @@ class HeadEvidence:
       w: predictor weights, (runs, C, d); ``directions`` their unit vectors.
       delta_S: (C,) gamma(S) - normalised margin of the S run on S.
       delta_loo: (C, n) gamma(S\\i) - normalised margin of the S\\i run on S\\i.
+      allowance: rounding allowance ``d eps R`` of one computed margin.
       config: the configuration.
+
+    The deltas are conservative (never smaller than the exact ones): they use the certified
+    upper max margins and subtract ``allowance`` from every computed margin, since the
+    bounds grow with delta and with gamma at a fixed achieved margin.
     """
 
     X: np.ndarray
@@ -193,6 +217,7 @@ class HeadEvidence:
     directions: np.ndarray
     delta_S: np.ndarray
     delta_loo: np.ndarray
+    allowance: float
     config: dict
 
     @property
@@ -204,10 +229,21 @@ class HeadEvidence:
         return self.sim.steps
 
     @property
+    def gamma_upper(self) -> float:
+        """Certified upper bound of gamma(S)."""
+        return float(self.loo.full.margin_upper)
+
+    @property
+    def gamma_loo_upper(self) -> np.ndarray:
+        """Certified upper bounds of gamma(S\\i), (n,)."""
+        return self.loo.margins + self.loo.duality_gaps
+
+    @property
     def D(self) -> np.ndarray:
-        """Lemma H-2's D_i, (n,): 0 for inactive constraints."""
-        value = np.asarray(SVM_LOO.evaluate(self.loo.min_other, self.loo.margins))
-        return np.where(self.loo.full.support, value, 0.0)
+        """Lemma H-2's D_i, (n,): 0 for constraints that are neither active nor re-solved."""
+        delta = self.gamma_loo_upper - (self.loo.min_other - self.allowance)
+        value = np.asarray(SVM_LOO.evaluate(delta, self.gamma_loo_upper))
+        return np.where(self.loo.full.support | self.loo.resolved, value, 0.0)
 
     def empirical(self, notion: str) -> np.ndarray:
         """(C, n) leave-one-out stability of the runs."""
@@ -260,11 +296,13 @@ def head_evidence(
     with np.errstate(invalid="ignore", divide="ignore"):
         directions = w / np.linalg.norm(w, axis=-1, keepdims=True)
     margins = directions @ Z.T  # (runs, C, n)
-    delta_S = loo.full.margin - margins[0].min(axis=-1)
+    allowance = X.shape[1] * np.finfo(np.float64).eps * float(norms.max())
+    delta_S = loo.full.margin_upper - (margins[0].min(axis=-1) - allowance)
     own = margins[1:].copy()  # (n, C, n): run i's margins on every sample
     idx = np.arange(nn)
     own[idx, :, idx] = np.inf  # S\i excludes z_i
-    delta_loo = (loo.margins[:, None] - own.min(axis=-1)).T  # (C, n)
+    gamma_loo_upper = loo.margins + loo.duality_gaps
+    delta_loo = (gamma_loo_upper[:, None] - (own.min(axis=-1) - allowance)).T  # (C, n)
     config = {
         "loss": loss,
         "lr": float(lr),
@@ -278,7 +316,19 @@ def head_evidence(
         "dtype": np.dtype(dtype).name,
     }
     return HeadEvidence(
-        X, y, Z, sim, loo, float(norms.max()), radius_loo, w, directions, delta_S, delta_loo, config
+        X,
+        y,
+        Z,
+        sim,
+        loo,
+        float(norms.max()),
+        radius_loo,
+        w,
+        directions,
+        delta_S,
+        delta_loo,
+        allowance,
+        config,
     )
 
 
@@ -293,16 +343,28 @@ def _separable(ev: HeadEvidence) -> Assumption:
     )
 
 
+def _finite(ev: HeadEvidence) -> Assumption:
+    return Assumption.measure(
+        "finite weights",
+        "every run stayed finite (1 if so; a diverged run, e.g. the exponential loss from a "
+        "start with huge negative margins, is not covered)",
+        float(np.all(np.isfinite(ev.w))),
+        "==",
+        1.0,
+    )
+
+
 def _margin_certificate(ev: HeadEvidence) -> Assumption:
-    worst = float(min(np.nanmin(ev.delta_S), np.nanmin(ev.delta_loo)))
-    tol = 1e-9 * max(ev.radius, 1.0)
+    deltas = np.concatenate([ev.delta_S.ravel(), ev.delta_loo.ravel()])
+    finite = deltas[np.isfinite(deltas)]
+    worst = float(finite.min()) if finite.size else float("nan")
     return Assumption.measure(
         "delta(t) >= 0",
-        "no GD direction has a larger margin than the computed max margin (min delta over "
-        "runs and checkpoints; a negative value would mean the max-margin solver is wrong)",
+        "no GD direction has a larger margin than the certified upper max margin (min "
+        "conservative delta over runs and checkpoints; negative would mean a wrong solver)",
         worst,
         ">=",
-        -tol,
+        0.0,
     )
 
 
@@ -345,21 +407,21 @@ def check_svm_loo(ev: HeadEvidence) -> BoundCheck:
 def check_h1(ev: HeadEvidence) -> BoundCheck:
     """Theorem H-1 per sample and checkpoint."""
     nonzero = np.linalg.norm(ev.w, axis=-1).min(axis=0) > 0  # (C,)
-    assumptions = [_separable(ev), _margin_certificate(ev), _nonzero(ev)]
+    assumptions = [_separable(ev), _finite(ev), _margin_certificate(ev), _nonzero(ev)]
     bound = np.asarray(
         H1.evaluate(
-            ev.loo.full.margin,
+            ev.gamma_upper,
             ev.delta_S[:, None],
             ev.D[None, :],
-            ev.loo.margins[None, :],
+            ev.gamma_loo_upper[None, :],
             ev.delta_loo,
         )
     )
     return _result(H1, "loo.direction", ev, bound, ev.empirical("direction"), assumptions, nonzero)
 
 
-def check_h2(ev: HeadEvidence) -> BoundCheck:
-    """Theorem H-2 (composed with Lemma H-2) per sample and checkpoint."""
+def _h2_setting(ev: HeadEvidence):
+    """Assumptions of Theorem H-2 and Psi(t) for S (C,) and every S\\i (C, n)."""
     cfg = ev.config
     lr = cfg["lr"]
     steps = ev.steps.astype(np.float64)
@@ -375,7 +437,6 @@ def check_h2(ev: HeadEvidence) -> BoundCheck:
     e1_i = lr * ev.radius_loo**2
     psi_S = np.log1p(e1 * g1**2 * steps / 2) - np.log(ev.n)
     psi_i = np.log1p(e1_i[None, :] * g1_i[None, :] ** 2 * steps[:, None] / 2) - np.log(ev.n - 1)
-    psi_ok = (psi_S > 0) & (psi_i > 0).all(axis=1)
     assumptions = [
         Assumption.measure(
             "exponential loss, GD, 1 head, w(0)=0",
@@ -392,6 +453,7 @@ def check_h2(ev: HeadEvidence) -> BoundCheck:
             1.0,
         ),
         _separable(ev),
+        _finite(ev),
         Assumption.measure(
             "Psi(t) > 0",
             "t large enough that Psi(t) = log(1 + eta_1 gamma_1^2 t / 2) - log n > 0 for S and "
@@ -402,11 +464,23 @@ def check_h2(ev: HeadEvidence) -> BoundCheck:
             pointwise=True,
         ),
     ]
+    return assumptions, psi_S, psi_i
+
+
+def check_h2(ev: HeadEvidence) -> BoundCheck:
+    """Theorem H-2 (composed with Lemma H-2) per sample and checkpoint.
+
+    The composed bound is at least ``D_i`` plus two rates that rarely fall below 1, so it is
+    often vacuous (>= 2, the largest possible direction change); ``head.H2m`` checks the
+    theorem's margin statement itself, which is not."""
+    assumptions, psi_S, psi_i = _h2_setting(ev)
+    psi_ok = (psi_S > 0) & (psi_i > 0).all(axis=1)
+    steps = ev.steps.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         bound = np.asarray(
             H2.evaluate(
                 steps[:, None],
-                lr,
+                ev.config["lr"],
                 float(ev.n),
                 ev.loo.full.margin,
                 ev.radius,
@@ -416,6 +490,26 @@ def check_h2(ev: HeadEvidence) -> BoundCheck:
             )
         )
     return _result(H2, "loo.direction", ev, bound, ev.empirical("direction"), assumptions, psi_ok)
+
+
+def check_h2_margin(ev: HeadEvidence) -> BoundCheck:
+    """Theorem H-2's margin form, ``delta(t) <= R C / Psi(t)``, for every run.
+
+    Column 0 is the run on S, column ``i + 1`` the run on S\\i (with ``n - 1``,
+    ``gamma(S\\i)``, ``R(S\\i)``); the empirical delta is the conservative one of
+    :class:`HeadEvidence`."""
+    assumptions, psi_S, psi_i = _h2_setting(ev)
+    psi_ok = (psi_S > 0) & (psi_i > 0).all(axis=1)
+    steps = ev.steps.astype(np.float64)[:, None]
+    lr = ev.config["lr"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b_S = np.asarray(H2M.evaluate(steps, lr, float(ev.n), ev.loo.full.margin, ev.radius))
+        b_i = np.asarray(
+            H2M.evaluate(steps, lr, float(ev.n - 1), ev.loo.margins[None], ev.radius_loo[None])
+        )
+    bound = np.concatenate([b_S, b_i], axis=1)
+    empirical = np.concatenate([ev.delta_S[:, None], ev.delta_loo], axis=1)
+    return _result(H2M, "margin.gap", ev, bound, empirical, assumptions, psi_ok)
 
 
 def check_c1(ev: HeadEvidence, notion: str = "weights") -> BoundCheck:
@@ -434,10 +528,13 @@ def check_c1(ev: HeadEvidence, notion: str = "weights") -> BoundCheck:
         lip, smooth = R_ * scale, R_**2 * scale
         smooth_text = "b = R^2 max|l'| measured along both runs (exponential)"
     step_ok = lr * smooth.max(axis=1) <= 2.0  # (C,)
+    if notion not in ("weights", "loss"):
+        raise ValueError(f"head.C1 bounds the weights and loss notions, not {notion!r}.")
     assumptions = [
         Assumption.measure(
             "GD, 1 head", "plain full-batch GD on one head (1 if met)", float(setting), "==", 1.0
         ),
+        _finite(ev),
         Assumption.measure(
             "eta <= 2/b",
             f"non-expansive GD steps; {smooth_text}; worst over samples and checkpoints",
@@ -457,7 +554,11 @@ def check_c1(ev: HeadEvidence, notion: str = "weights") -> BoundCheck:
         else:
             m_full = ev.w[0] @ ev.Z.T  # (C, n)
             m_loo = np.einsum("icd,id->ci", ev.w[1:], ev.Z)  # (C, n): run i on z_i
-            lip_i = np.exp(-np.minimum(m_full, m_loo)) * norms
+            # rounding allowance of a computed margin w.z: d eps ||w|| R
+            slack = ev.allowance * np.maximum(
+                np.linalg.norm(ev.w[0], axis=-1)[:, None], np.linalg.norm(ev.w[1:], axis=-1).T
+            )
+            lip_i = np.exp(-(np.minimum(m_full, m_loo) - slack)) * norms
         bound = bound * lip_i
     empirical = ev.empirical(notion)
     return _result(C1, f"loo.{notion}", ev, bound, empirical, assumptions, step_ok)
@@ -467,5 +568,6 @@ CHECKS = {
     "head.svm_loo": check_svm_loo,
     "head.H1": check_h1,
     "head.H2": check_h2,
+    "head.H2m": check_h2_margin,
     "head.C1": check_c1,
 }

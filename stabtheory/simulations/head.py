@@ -168,6 +168,7 @@ def run_head_study(
         checks = [
             _head.check_h1(ev),
             _head.check_h2(ev),
+            _head.check_h2_margin(ev),
             _head.check_c1(ev, "weights"),
             _head.check_c1(ev, "loss"),
         ]
