@@ -779,9 +779,9 @@ def _seed_program(phi, w_start, anchor, X, y, X_test, y_test, keys, hyper, **sta
             w_enc,
             H,
             logits,
-            jnp.mean(y_test * logits > 0),
+            jnp.mean((y_test * logits > 0).astype(F64)),
             F,
-            jnp.mean(y * logits_train > 0),
+            jnp.mean((y * logits_train > 0).astype(F64)),
             multihead_loss(H, F, y),
         )
 

@@ -41,6 +41,7 @@ __all__ = [
     "minimizers",
     "operator",
     "per_sample_norms",
+    "per_sample_power_iteration",
     "power_iteration",
     "quadratic_grads",
     "quadratic_losses",
@@ -283,6 +284,31 @@ def power_iteration(matvec, v0: jax.Array, iters: int = 100) -> jax.Array:
 
     v = jax.lax.fori_loop(0, iters, body, v0 / jnp.linalg.norm(v0))
     return v @ matvec(v)
+
+
+def per_sample_power_iteration(
+    tm: TaylorModel,
+    *,
+    curvature: str = "ggn",
+    apply: Apply | None = None,
+    iters: int = 100,
+    key: jax.Array | None = None,
+) -> jax.Array:
+    """``||H_i||`` for every sample by power iteration, all samples at once (vmapped).
+
+    For the Gauss-Newton curvature :func:`per_sample_norms` is exact (rank one); this is the
+    matrix-free route for the Hessian, where it estimates the largest-magnitude eigenvalue
+    (from below, as any power iteration does).
+    """
+    key = jax.random.key(0) if key is None else key
+    V = jax.random.normal(key, tm.grads.shape, tm.grads.dtype)
+
+    def body(_, V):
+        W = sample_hvp(tm, V, curvature=curvature, apply=apply)
+        return W / jnp.linalg.norm(W, axis=1, keepdims=True)
+
+    V = jax.lax.fori_loop(0, iters, body, V / jnp.linalg.norm(V, axis=1, keepdims=True))
+    return jnp.linalg.norm(sample_hvp(tm, V, curvature=curvature, apply=apply), axis=1)
 
 
 def lanczos_extremes(matvec, v0: jax.Array, k: int = 50) -> tuple[jax.Array, jax.Array]:

@@ -129,3 +129,14 @@ def test_scales_to_1e5_parameters_without_p_by_p():
     assert p > 1e5 and np.all(lo == 0.1) and np.all(hi > 0.1)
     w = q.minimizers(tm, W, 0.1, maxiter=200)
     assert w.shape == (3, p) and bool(jnp.all(jnp.isfinite(w)))
+
+
+@pytest.mark.parametrize("curvature", ["ggn", "hessian"])
+def test_per_sample_power_iteration_matches_dense_norms(problem, curvature):
+    apply, tm, _, _ = problem
+    dense = [
+        np.abs(np.linalg.eigvalsh(H)).max()
+        for H in q.dense_curvatures(tm, curvature=curvature, apply=apply)
+    ]
+    got = q.per_sample_power_iteration(tm, curvature=curvature, apply=apply, iters=3000)
+    np.testing.assert_allclose(got, dense, rtol=1e-6)

@@ -201,6 +201,7 @@ def ft_evidence(
     steps=(1, 10, 100, 1000),
     real: bool = True,
     cg_tol: float = 1e-12,
+    batch_size: int | None = None,
     info: dict | None = None,
 ) -> FTEvidence:
     """Expand, solve and train everything the FT checks need, for S and every S\\i.
@@ -214,6 +215,8 @@ def ft_evidence(
       lr: GD step; default ``0.9 / lambda_max(A_S)``.
       steps: GD checkpoints.
       real: also fine-tune the real network (GD on the true loss) on every mask.
+      cg_tol: relative residual at which conjugate gradients stop.
+      batch_size: fine-tune the real network's masks in chunks of this size (memory).
     """
     from stabtheory.data import validate
 
@@ -225,7 +228,7 @@ def ft_evidence(
     lam_min, lam_max = (np.asarray(a) for a in jax.jit(q.extreme_eigenvalues)(tm, weights, lam))
     if lr is None:
         lr = 0.9 / float(lam_max.max())
-    w_min = _minimizers(tm, weights, lam, apply=apply, maxiter=10 * tm.grads.shape[1])
+    w_min = _minimizers(tm, weights, lam, apply=apply, tol=cg_tol, maxiter=10 * tm.grads.shape[1])
     gbar = weights @ tm.grads / weights.sum(axis=1, keepdims=True)
     resid = jax.vmap(
         lambda s, w, g: jnp.linalg.norm(q.operator(tm, s, lam)(w - tm.w0) + g) / jnp.linalg.norm(g)
@@ -241,7 +244,17 @@ def ft_evidence(
         from stabtheory.finetune import finetune_runs
 
         w_real = np.asarray(
-            finetune_runs(apply, w0, X, y, weights, jnp.full((n + 1,), lr), lam, checkpoints)
+            finetune_runs(
+                apply,
+                w0,
+                X,
+                y,
+                weights,
+                jnp.full((n + 1,), lr),
+                lam,
+                checkpoints,
+                batch_size=batch_size,
+            )
         )
         real_losses = np.asarray(q.true_losses(apply, jnp.asarray(w_real), X, y))
         quad_losses = np.asarray(q.quadratic_losses(tm, jnp.asarray(w_real)))
