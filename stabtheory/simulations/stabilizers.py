@@ -8,13 +8,14 @@ program (:func:`stabtheory.methods.finetune_seeds`: head init, data order, minib
 dropout; SURT's minibatches and noise too). Every method gets its own block of seeds, so the
 methods' samples are independent.
 
-Stability (notion ``seed.std``) is the spread over seeds of the test accuracy:
+Stability (notion ``seed.std``, THEORY.md section 1) is the spread over seeds of
 
-* the standard deviation ``s_m`` and its ratio to plain fine-tuning ``s_m / s_plain`` with a
-  percentile-bootstrap interval (seeds resampled within each method);
-* the Brown-Forsythe test of equal variances (``scipy.stats.levene(center="median")``);
-* for the test predictions, the mean over test points of the std over seeds of the
-  predicted probability ``sigmoid(logit)``, and its ratio to plain (bootstrap interval).
+* the test accuracy: the standard deviation ``s_m`` and its ratio to plain fine-tuning
+  ``s_m / s_plain`` with a percentile-bootstrap interval (seeds resampled within each
+  method), and the Brown-Forsythe test of equal variances
+  (``scipy.stats.levene(center="median")``);
+* the test predictions: the mean pairwise disagreement of the predicted labels between
+  seeds (:func:`disagreement`) and its ratio to plain, with a bootstrap interval.
 
 The mechanism measures (per seed unless said otherwise):
 
@@ -30,19 +31,20 @@ The mechanism measures (per seed unless said otherwise):
   the encoder (``theta_start`` the SURT encoder for SURT, the pre-trained one otherwise);
   statistic: the ratio of means, method / plain.
 
-A claim "X raises <mechanism> and stability" gets, per testbed (a regime):
+A claim "X raises <mechanism> and stability" gets, per testbed and spread measure (a
+regime):
 
-* ``supported`` when the mechanism moves as predicted (its 95% interval excludes no change on
-  the predicted side) and stability is raised: the std-ratio interval lies below 1 **and**
-  the Brown-Forsythe p-value is below ``alpha`` (0.05);
+* ``supported`` when the mechanism moves as predicted (its 95% interval excludes no change,
+  on the predicted side) and stability is raised: the ratio's interval lies below 1 (for the
+  accuracy std, **and** the Brown-Forsythe p-value is below ``alpha`` = 0.05);
 * ``refuted`` when either part moves decisively the other way (the mechanism's interval on
-  the wrong side, or the std ratio's interval above 1 with p < alpha);
+  the wrong side, or the ratio's interval above 1, with p < alpha for the accuracy std);
 * ``inconclusive`` otherwise (e.g. the mechanism works but the spread does not change
   detectably);
 
 and the regimes are combined by :func:`stabtheory.claims.combine` (``regime-dependent`` when
-testbeds disagree). Intervals resample the seeds of one task draw and one pre-training:
-verdicts are conditional on them.
+some regimes support and others refute). Intervals resample the seeds of one task draw and
+one pre-training: verdicts are conditional on them.
 """
 
 from __future__ import annotations
@@ -82,9 +84,9 @@ STABILIZER_CLAIMS = {
 
 #: The statistic of the stability part of a verdict (the ``tau`` and ``ci`` of a regime).
 STATISTIC = (
-    "std ratio s_method / s_plain of test accuracy over seeds, percentile-bootstrap 95% CI "
-    "(seeds resampled within each method), with the Brown-Forsythe p-value; mechanism "
-    "statistic and interval in 'mechanism'"
+    "ratio method / plain of the seed spread (test-accuracy std, with the Brown-Forsythe "
+    "p-value; or test-prediction disagreement), percentile-bootstrap 95% CI (seeds resampled "
+    "within each method); the mechanism statistic and its interval are in 'mechanism'"
 )
 
 
@@ -124,7 +126,7 @@ class StabilizerStudySpec:
         "mhloss",
         "surt",
     )
-    seeds: int = 50
+    seeds: int = 100
     seed: int = 0
     lr: float = 1e-3
     steps: int = 150
@@ -140,7 +142,7 @@ class StabilizerStudySpec:
     surt_steps: int = 300
     convergence_K: int = 5
     convergence_steps: int = 10_000
-    convergence_seeds: int = 50
+    convergence_seeds: int = 100
     n_boot: int = 2000
     level: float = 0.95
     alpha: float = 0.05
@@ -286,21 +288,43 @@ def std_ratio(
     return ratio, _interval(boots, level)
 
 
-def _prediction_spread(logits: np.ndarray) -> float:
-    """Mean over test points of the std over seeds of ``sigmoid(logit)``."""
-    p = 1.0 / (1.0 + np.exp(-np.asarray(logits)))
-    return float(np.mean(_std(p, axis=0)))
+def disagreement(logits: np.ndarray) -> float:
+    r"""Mean pairwise disagreement of the predicted test labels between seeds ("churn").
+
+    .. math::
+        D = \frac{1}{S(S-1)} \sum_{s \ne s'} \frac1m \sum_j
+            \mathbb{1}[\operatorname{sign} f_s(x_j) \ne \operatorname{sign} f_{s'}(x_j)]
+          = \frac1m \sum_j \frac{2\, S\, p_j (1 - p_j)}{S - 1},
+
+    with ``p_j`` the fraction of the ``S`` seeds that predict +1 on test point ``j``. Scale
+    free (only the signs of the logits enter), so methods whose logits grow at different
+    rates compare fairly.
+
+    Example:
+      >>> disagreement(np.array([[1.0, 1.0], [1.0, -1.0]]))  # the seeds differ on one of two
+      0.5
+    """
+    pos = (np.asarray(logits) > 0).astype(np.float64)
+    S = pos.shape[0]
+    p = pos.mean(axis=0)
+    return float(np.mean(2.0 * S * p * (1.0 - p) / (S - 1)))
 
 
-def _prediction_ratio(la, lb, *, n_boot, level, seed) -> tuple[float, tuple[float, float]]:
+def _disagreement_ratio(la, lb, *, n_boot, level, seed) -> tuple[float, tuple[float, float]]:
+    """Disagreement ratio (method / plain) and its bootstrap interval (seeds resampled).
+
+    A resample repeats seeds, and a repeated pair never disagrees; the same happens to both
+    methods, so the ratio is compared on equal terms.
+    """
     rng = np.random.default_rng(seed)
-    pa = 1.0 / (1.0 + np.exp(-np.asarray(la)))
-    pb = 1.0 / (1.0 + np.exp(-np.asarray(lb)))
-    sa = np.array([np.mean(_std(pa[i], axis=0)) for i in _boot_idx(rng, n_boot, pa.shape[0])])
-    sb = np.array([np.mean(_std(pb[i], axis=0)) for i in _boot_idx(rng, n_boot, pb.shape[0])])
-    base = float(np.mean(_std(pb, axis=0)))
-    ratio = float(np.mean(_std(pa, axis=0)) / base) if base > 0 else math.nan
-    return ratio, _interval(np.where(sb > 0, sa / np.where(sb > 0, sb, 1.0), np.nan), level)
+    la, lb = np.asarray(la), np.asarray(lb)
+    da = np.array([disagreement(la[i]) for i in _boot_idx(rng, n_boot, la.shape[0])])
+    db = np.array([disagreement(lb[i]) for i in _boot_idx(rng, n_boot, lb.shape[0])])
+    base = disagreement(lb)
+    ratio = disagreement(la) / base if base > 0 else math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boots = np.where(db > 0, da / np.where(db > 0, db, 1.0), np.nan)
+    return ratio, _interval(boots, level)
 
 
 def _mean_diff(a, b, *, n_boot, level, seed) -> tuple[float, tuple[float, float]]:
@@ -389,8 +413,9 @@ def run_stabilizer_study(
     Every row (one per testbed and method) holds: ``testbed``, ``method``, ``settings`` (the
     :class:`~stabtheory.methods.Method` as a dict), ``seeds``, ``acc_mean``, ``acc_std``,
     ``acc_min``, ``acc_max``, ``train_acc_mean``, ``train_loss_mean``, ``std_ratio`` and
-    ``std_ratio_ci`` (to plain), ``bf_p`` (Brown-Forsythe vs plain), ``pred_spread``,
-    ``pred_spread_ratio`` and ``pred_spread_ratio_ci``, ``feature_margin`` (mean ``gamma/R``,
+    ``std_ratio_ci`` (to plain), ``bf_p`` (Brown-Forsythe vs plain), ``disagreement``
+    (:func:`disagreement` of the test predictions), ``disagreement_ratio`` and its ``_ci``,
+    ``feature_margin`` (mean ``gamma/R``,
     non-separable as 0) and ``feature_margin_ci``, ``separable_fraction``,
     ``centroid_distance`` (the MMR quantity on all training features), ``weight_distance``
     (from the fine-tuning start) and its ``_ci``, ``weight_distance_w0`` (from the pre-trained
@@ -434,7 +459,7 @@ def run_stabilizer_study(
         for name, r in runs.items():
             ps = study.per_seed[task][name]
             ratio, ratio_ci = std_ratio(r.test_accuracy, plain.test_accuracy, **boot)
-            pr, pr_ci = _prediction_ratio(r.test_logits, plain.test_logits, seed=1, **boot)
+            dr, dr_ci = _disagreement_ratio(r.test_logits, plain.test_logits, seed=1, **boot)
             margin_ci = bootstrap_mean_ci(ps["feature_margin"], **boot)
             dist_ci = bootstrap_mean_ci(ps["weight_distance"], **boot)
             hde = ps["head_direction_error"]
@@ -454,9 +479,9 @@ def run_stabilizer_study(
                     "std_ratio": ratio,
                     "std_ratio_ci": list(ratio_ci),
                     "bf_p": _brown_forsythe(r.test_accuracy, plain.test_accuracy),
-                    "pred_spread": _prediction_spread(r.test_logits),
-                    "pred_spread_ratio": pr,
-                    "pred_spread_ratio_ci": list(pr_ci),
+                    "disagreement": disagreement(r.test_logits),
+                    "disagreement_ratio": dr,
+                    "disagreement_ratio_ci": list(dr_ci),
                     "feature_margin": float(ps["feature_margin"].mean()),
                     "feature_margin_ci": [float(c) for c in margin_ci],
                     "separable_fraction": float(np.mean(np.isfinite(hde))),
@@ -549,11 +574,21 @@ def _mechanism(study: StabilizerStudy, claim: str, task: str) -> tuple[str, str,
     return word, text, [float(b.mean()), float(a.mean())]
 
 
-def _regime(study: StabilizerStudy, claim: str, task: str) -> StabilizerRegime:
+#: The two faces of ``seed.std`` (THEORY.md section 1) that the verdicts use as regimes.
+MEASURES = ("test accuracy", "test predictions")
+
+
+def _regime(study: StabilizerStudy, claim: str, task: str, measure: str) -> StabilizerRegime:
     spec = study.spec
     row, plain = study.row(task, claim), study.row(task, "plain")
-    ratio, (lo, hi), p = row["std_ratio"], row["std_ratio_ci"], row["bf_p"]
-    significant = np.isfinite(p) and p < spec.alpha
+    if measure == "test accuracy":
+        ratio, (lo, hi), p = row["std_ratio"], row["std_ratio_ci"], row["bf_p"]
+        significant = np.isfinite(p) and p < spec.alpha
+        spread = [plain["acc_std"], row["acc_std"]]
+    else:  # no variance test for the disagreement: its bootstrap interval alone decides
+        ratio, (lo, hi), p = row["disagreement_ratio"], row["disagreement_ratio_ci"], math.nan
+        significant = True
+        spread = [plain["disagreement"], row["disagreement"]]
     if significant and hi < 1.0:
         stab = "raised"
     elif significant and lo > 1.0:
@@ -568,12 +603,12 @@ def _regime(study: StabilizerStudy, claim: str, task: str) -> StabilizerRegime:
     else:
         word = "inconclusive"
     return StabilizerRegime(
-        regime=task,
+        regime=f"{task}, {measure}",
         verdict=word,
         tau=ratio,
         ci=(lo, hi),
         parameter_values=values,
-        instability=[plain["acc_std"], row["acc_std"]],
+        instability=spread,
         p_value=p,
         mechanism=f"{text}: {mech}",
         mechanism_verdict=mech,
@@ -582,22 +617,40 @@ def _regime(study: StabilizerStudy, claim: str, task: str) -> StabilizerRegime:
 
 
 def judge_claims(study: StabilizerStudy) -> list[StabilizerVerdict]:
-    """Verdicts for ``mmr``, ``mhloss``, ``surt`` (notion ``seed.std``), testbeds as regimes."""
+    """Verdicts for ``mmr``, ``mhloss``, ``surt`` (notion ``seed.std``).
+
+    Regimes: every testbed, times the two measures of ``seed.std`` (:data:`MEASURES`): the
+    std of test accuracy (std ratio, bootstrap interval and Brown-Forsythe test) and the
+    disagreement of the test predictions (its ratio and bootstrap interval).
+    """
     verdicts = []
     for cid, claim in STABILIZER_CLAIMS.items():
         if cid not in study.spec.methods:
             continue
-        regimes = [_regime(study, cid, task) for task in study.spec.testbeds]
+        regimes = [
+            _regime(study, cid, task, measure)
+            for task in study.spec.testbeds
+            for measure in MEASURES
+        ]
         v = _claims.combine(claim, "seed.std", regimes, figure=f"stabilizers_{cid}.png")
-        details = "; ".join(
-            f"{r.regime}: {r.mechanism}; test-accuracy std ratio {r.tau:.3f} "
-            f"[{r.ci[0]:.3f}, {r.ci[1]:.3f}], Brown-Forsythe p={r.p_value:.3g}: stability "
-            f"{r.stability_verdict} -> {r.verdict}"
-            for r in regimes
-        )
+        details = []
+        for task in study.spec.testbeds:
+            acc, pred = (r for r in regimes if r.regime.startswith(f"{task},"))
+            details.append(
+                f"{task}: {acc.mechanism}; test-accuracy std ratio {acc.tau:.3f} "
+                f"[{acc.ci[0]:.3f}, {acc.ci[1]:.3f}], Brown-Forsythe p={acc.p_value:.3g}: "
+                f"stability {acc.stability_verdict} -> {acc.verdict}; prediction disagreement "
+                f"ratio {pred.tau:.3f} [{pred.ci[0]:.3f}, {pred.ci[1]:.3f}]: stability "
+                f"{pred.stability_verdict} -> {pred.verdict}"
+            )
         verdicts.append(
             StabilizerVerdict(
-                v.claim, v.notion, v.verdict, f"{v.explanation}. {details}", v.regimes, v.figure
+                v.claim,
+                v.notion,
+                v.verdict,
+                f"{v.explanation}. " + "; ".join(details),
+                v.regimes,
+                v.figure,
             )
         )
     return verdicts
@@ -651,7 +704,8 @@ def write_figures(study: StabilizerStudy, out_dir) -> list[str]:
 
     * ``stabilizers_accuracy.png``: test accuracy across seeds for every method (box and
       strip plots), one panel per testbed, with the std ratio to plain in the labels;
-    * ``stabilizers_std_ratio.png``: std ratio to plain with its bootstrap interval;
+    * ``stabilizers_std_ratio.png``: the accuracy std ratio and the prediction disagreement
+      ratio to plain, with their bootstrap intervals;
     * ``stabilizers_mmr.png``, ``stabilizers_mhloss.png``, ``stabilizers_surt.png``: for each
       claim and testbed, the mechanism (feature margin per method; head-direction error vs
       ``t`` for one head and ``K`` heads; weight distance per method) beside plain's and the
@@ -680,27 +734,36 @@ def write_figures(study: StabilizerStudy, out_dir) -> list[str]:
     fig.savefig(out / names[-1], dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.9))
     width = 0.8 / len(tasks)
-    for t, task in enumerate(tasks):
-        rows = [study.row(task, m) for m in methods]
-        x = np.arange(len(methods)) + (t - (len(tasks) - 1) / 2) * width
-        r = np.array([row["std_ratio"] for row in rows], float)
-        ci = np.array([row["std_ratio_ci"] for row in rows], float)
-        ax.errorbar(
-            x,
-            r,
-            yerr=np.abs(np.stack([r - ci[:, 0], ci[:, 1] - r])),
-            fmt="o",
-            capsize=3,
-            label=task,
-        )
-    ax.axhline(1.0, color="0.4", lw=1, ls="--")
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
-    ax.set_ylabel("std(test acc.) / std(plain)")
-    ax.set_title("Seed instability relative to plain fine-tuning (95% bootstrap CI)", fontsize=9)
-    ax.legend(fontsize=8)
+    panels = (
+        ("std_ratio", "std(test accuracy) / std(plain)"),
+        ("disagreement_ratio", "prediction disagreement / plain's"),
+    )
+    for ax, (key, ylabel) in zip(axes, panels, strict=True):
+        for t, task in enumerate(tasks):
+            rows = [study.row(task, m) for m in methods]
+            x = np.arange(len(methods)) + (t - (len(tasks) - 1) / 2) * width
+            r = np.array([row[key] for row in rows], float)
+            ci = np.array([row[f"{key}_ci"] for row in rows], float)
+            ax.errorbar(
+                x,
+                r,
+                yerr=np.abs(np.stack([r - ci[:, 0], ci[:, 1] - r])),
+                fmt="o",
+                capsize=3,
+                label=task,
+            )
+        ax.axhline(1.0, color="0.4", lw=1, ls="--")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        f"Seed instability relative to plain fine-tuning ({study.spec.seeds} seeds, 95% "
+        "bootstrap CI; below 1 = more stable)",
+        fontsize=10,
+    )
     fig.tight_layout()
     names.append("stabilizers_std_ratio.png")
     fig.savefig(out / names[-1], dpi=110)
@@ -759,7 +822,7 @@ def write_figures(study: StabilizerStudy, out_dir) -> list[str]:
                 "test accuracy",
                 rng,
             )
-            reg = next(r for r in verdict[cid].regimes if r.regime == task)
+            reg = next(r for r in verdict[cid].regimes if r.regime == f"{task}, {MEASURES[0]}")
             ax_a.set_title(
                 f"{task}: std ratio {reg.tau:.2f} [{reg.ci[0]:.2f}, {reg.ci[1]:.2f}], "
                 f"BF p={reg.p_value:.2g} -> {reg.verdict}",
