@@ -111,6 +111,7 @@ def plot_claim(
         ax.errorbar(xs, means, yerr=yerr, marker="o", ms=3, capsize=2, label=label)
     all_x = np.concatenate([np.asarray(xs, float) for xs, _ in curves.values()])
     if logx and all_x.min() > 0 and all_x.max() / all_x.min() > 10:
+        ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_yscale("log")
     ax.set_xlabel(parameter)

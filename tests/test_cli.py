@@ -94,3 +94,16 @@ def test_a_violation_exits_1_and_names_the_bound(tmp_path, monkeypatch, capsys):
     )
     assert status == 1
     assert "VIOLATION: head.H1" in capsys.readouterr().err
+
+
+def test_claim_plot_uses_a_log_axis_only_over_a_decade():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from stabtheory.plotting import plot_claim
+
+    values = [np.ones(5), 2 * np.ones(5)]
+    assert plot_claim("t", {"a": ([1, 1000], values)}).get_xscale() == "log"
+    assert plot_claim("n", {"a": ([16, 64], values)}).get_xscale() == "linear"
