@@ -1,7 +1,8 @@
 """The ``stabtheory`` command.
 
-``stabtheory verify [--quick] [--out DIR] [--force] [--study all|head|finetune]`` runs the
-head-tuning study and the full fine-tuning study on their embedded data (generated, and
+``stabtheory verify [--quick] [--out DIR] [--force] [--study head finetune stabilizers|all]``
+runs the head-tuning study and the full fine-tuning study (and, when asked, the stabilizers
+study) on their embedded data (generated, and
 scikit-learn's bundled digits), checks every applicable theorem per sample, judges the paper's
 claims and writes ``report.json``, ``report.md`` and the figures into ``DIR``. It exits
 with status 1 when a rigorous bound is exceeded beyond numerical tolerance, naming it.
@@ -48,14 +49,28 @@ def _verify(args: argparse.Namespace) -> int:
     from stabtheory.simulations.finetune import FineTuneStudySpec, run_finetune_study
     from stabtheory.simulations.head import HeadStudySpec, run_head_study
 
-    head = finetune = None
-    if args.study in ("all", "head"):
+    studies = {"head", "finetune", "stabilizers"} if "all" in args.study else set(args.study)
+    head = finetune = stabilizers = None
+    if "head" in studies:
         spec = HeadStudySpec.quick() if args.quick else HeadStudySpec()
         head = run_head_study(spec, progress=None if args.no_progress else _Progress())
-    if args.study in ("all", "finetune"):
+    if "finetune" in studies:
         ft_spec = FineTuneStudySpec.quick() if args.quick else FineTuneStudySpec()
         finetune = run_finetune_study(ft_spec, progress=None if args.no_progress else _Progress())
-    report = write_report(head, out, runtime_s=time.perf_counter() - start, finetune=finetune)
+    if "stabilizers" in studies:
+        from stabtheory.simulations.stabilizers import StabilizerStudySpec, run_stabilizer_study
+
+        st_spec = StabilizerStudySpec.quick() if args.quick else StabilizerStudySpec()
+        stabilizers = run_stabilizer_study(
+            st_spec, progress=None if args.no_progress else _Progress()
+        )
+    report = write_report(
+        head,
+        out,
+        runtime_s=time.perf_counter() - start,
+        finetune=finetune,
+        stabilizers=stabilizers,
+    )
     applicable = [c for c in report["checks"] if c["applicable"]]
     print(
         f"{len(report['checks'])} checks ({len(applicable)} applicable), "
@@ -86,10 +101,11 @@ def main(argv=None) -> int:
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.add_argument(
         "--study",
-        choices=("all", "head", "finetune"),
-        default="all",
-        help="which studies to run: head tuning (THEORY.md section 3), full fine-tuning "
-        "(section 2), or both (default)",
+        nargs="+",
+        choices=("head", "finetune", "stabilizers", "all"),
+        default=["head", "finetune"],
+        help="studies to run: head tuning (THEORY.md section 3), full fine-tuning (section 2), "
+        "the stabilizers MMR/MHLoss/SURT across seeds (section 4); default: head finetune",
     )
     args = parser.parse_args(argv)
     if args.command == "verify":

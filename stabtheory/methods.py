@@ -1,8 +1,9 @@
 r"""Stabilizers (THEORY.md section 4) and their baselines as pieces of ONE fine-tuning loop.
 
-Every method here is the same minibatch Adam fine-tuning of an encoder ``phi_theta`` and
-``K`` linear heads ``(c_k, v_k)`` from a pre-trained encoder ``theta_0``, with a per-seed
-head initialisation, data order and dropout masks. The objective on a minibatch ``B`` is
+Every method here is the same minibatch Adam (or SGD) fine-tuning of an encoder
+``phi_theta`` and ``K`` linear heads ``(c_k, v_k)`` from a pre-trained encoder ``theta_0``,
+with a per-seed head initialisation, data order and dropout masks. The objective on a
+minibatch ``B`` is
 
 .. math::
     F(\theta, V) = \frac1K \sum_{k=1}^K \frac1{|B|}\sum_{i \in B}
@@ -31,8 +32,12 @@ The pieces are pure functions of arrays (:func:`mmr_penalty`, :func:`multihead_l
 :func:`finetune_seeds` is the driver that vmaps :func:`finetune_one` over seeds as one
 compiled program. The learning rate, number of steps, ``alpha``, ``lambda``, the dropout
 rate and the head-only switch are traced, so every baseline and MMR share one compilation
-per testbed architecture; only ``K``, the minibatch size, the MMR kind and where dropout acts
-are static.
+per testbed architecture; only ``K``, the minibatch size, the MMR kind, where dropout acts
+and the optimizer are static.
+
+The L2-SP pull acts on the encoder only (the heads are drawn afresh per seed and have no
+pre-trained value); its anchor ``theta_start`` is where supervised fine-tuning starts (the
+pre-trained encoder, or the SURT encoder).
 
 The mechanism each stabilizer is meant to act through is measured by
 :func:`feature_margin` (MMR: the exact max margin of the final features),
@@ -514,6 +519,8 @@ class Method:
       dropout: dropout rate in [0, 1) (inverted dropout, a fresh mask every step).
       dropout_on: ``"features"`` (before the heads) or ``"inputs"``; static.
       head_scale: standard deviation of the head init times ``sqrt(k)``.
+      optimizer: ``"adam"`` (default; ``optax.scale_by_adam``) or ``"sgd"`` (plain minibatch
+        gradient steps, the algorithm of the theorems); static.
     """
 
     name: str = "plain"
@@ -684,7 +691,8 @@ def finetune_one(
     ``fold_in(fold_in(key, 1), epoch)`` the permutation of the training set in each epoch
     (minibatch ``j`` of an epoch is its slice ``[j B, (j + 1) B)``), ``fold_in(fold_in(key, 2),
     t)`` the dropout mask of step ``t``. The update is
-    ``theta <- theta - lr * m * adam(grad)`` with ``m = hyper.train_encoder`` on the encoder
+    ``theta <- theta - lr * m * adam(m * grad)`` (or ``m * grad`` with ``optimizer="sgd"``)
+    with ``m = hyper.train_encoder`` on the encoder
     (0 for head-only tuning, where the encoder stays exactly at its start) and 1 on the heads.
 
     Args:
@@ -695,7 +703,7 @@ def finetune_one(
       key: the seed's PRNG key.
       hyper: :class:`Hyper` (traced).
       heads: ``K`` (static).
-      batch_size, mmr_kind, dropout_on: static.
+      batch_size, mmr_kind, dropout_on, optimizer: static.
 
     Returns:
       ``(w_enc, heads)``: the final encoder (p_encoder,) and heads (K, k + 1).

@@ -38,7 +38,11 @@ def _jsonable(x):
 
 
 def build_report(
-    study: HeadStudy | None, *, runtime_s: float, finetune: FineTuneStudy | None = None
+    study: HeadStudy | None,
+    *,
+    runtime_s: float,
+    finetune: FineTuneStudy | None = None,
+    stabilizers=None,
 ) -> dict:
     """The report as a JSON-able dict (schema ``stabtheory.report/1``).
 
@@ -47,7 +51,11 @@ def build_report(
     """
     pairs = (study.checks if study else []) + (finetune.checks if finetune else [])
     checks = [chk.summary() for _, chk in pairs]
-    verdicts = (study.verdicts if study else []) + (finetune.verdicts if finetune else [])
+    verdicts = (
+        (study.verdicts if study else [])
+        + (finetune.verdicts if finetune else [])
+        + (stabilizers.verdicts if stabilizers else [])
+    )
     studies = {}
     if study:
         studies["head"] = {
@@ -76,6 +84,11 @@ def build_report(
         },
         "runtime_s": runtime_s,
     }
+    if stabilizers:
+        from stabtheory.simulations.stabilizers import to_report
+
+        report["stabilizers"] = to_report(stabilizers)
+        studies["stabilizers"] = {"runtime_s": stabilizers.runtime_s}
     if finetune:
         report["taylor"] = [
             {
@@ -195,6 +208,17 @@ def _failed(a: dict, check: dict) -> str:
     return text + ")"
 
 
+def _regime_text(v: dict, r: dict) -> str:
+    if "p_value" in r:  # stabilizers: a spread ratio method / plain
+        p = f", p={_fmt(r['p_value'])}" if r["p_value"] is not None else ""
+        lo, hi = r["ci"]
+        return (
+            f"{r['regime']}: ratio {_fmt(r['tau'])} [{_fmt(lo)}, {_fmt(hi)}]{p}; "
+            f"mechanism {r['mechanism_verdict']}: {r['verdict']}"
+        )
+    return f"{r['regime']}: {r['tau']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}] {r['verdict']}"
+
+
 def _failures(c: dict) -> str:
     return "; ".join(_failed(a, c) for a in c["assumptions"] if not a["holds"]) or "none"
 
@@ -283,6 +307,30 @@ def _markdown(report: dict, figures: list[str]) -> str:
                 f"{_fmt(r['distance'])} | {_fmt(r['taylor_departure'])} | "
                 f"{_fmt(r['loss_gap'])} | {r['real_exceeds_ft2']} |"
             )
+    if "stabilizers" in report:
+        lines += [
+            "",
+            "## Stabilizers across seeds (THEORY.md section 4)",
+            "",
+            "Per testbed and method: test accuracy over seeds, the ratio of its std to plain "
+            "fine-tuning's (95% bootstrap interval over seeds) with the Brown-Forsythe p-value, "
+            "the prediction-disagreement ratio, and the mechanism measures: exact max margin "
+            "gamma/R of the final training features, weight distance ||w0 - w*|| of the "
+            "encoder.",
+            "",
+            "| testbed | method | seeds | accuracy mean | accuracy std | std ratio [CI] | BF p | "
+            "disagreement ratio [CI] | feature margin | weight distance |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in report["stabilizers"]["rows"]:
+            ci = r.get("std_ratio_ci") or [None, None]
+            dci = r.get("disagreement_ratio_ci") or [None, None]
+            lines.append(
+                f"| {r['testbed']} | {r['method']} | {r['seeds']} | {_fmt(r['acc_mean'])} | "
+                f"{_fmt(r['acc_std'])} | {_fmt(r['std_ratio'])} [{_fmt(ci[0])}, {_fmt(ci[1])}] "
+                f"| {_fmt(r['bf_p'])} | {_fmt(r['disagreement_ratio'])} [{_fmt(dci[0])}, "
+                f"{_fmt(dci[1])}] | {_fmt(r['feature_margin'])} | {_fmt(r['weight_distance'])} |"
+            )
     lines += [
         "",
         "## Claims",
@@ -291,10 +339,7 @@ def _markdown(report: dict, figures: list[str]) -> str:
         "|---|---|---|---|---|",
     ]
     for v in report["claims"]:
-        regs = "<br>".join(
-            f"{r['regime']}: {r['tau']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}] {r['verdict']}"
-            for r in v["statistic"]["regimes"]
-        )
+        regs = "<br>".join(_regime_text(v, r) for r in v["statistic"]["regimes"])
         lines.append(f"| {v['id']} | {v['notion']} | **{v['verdict']}** | {regs} | {v['figure']} |")
     lines += [
         "",
@@ -409,13 +454,18 @@ def write_report(
     *,
     runtime_s: float,
     finetune: FineTuneStudy | None = None,
+    stabilizers=None,
 ) -> dict:
     """Write ``report.json``, ``report.md`` and the figures into ``out``; return the report."""
     out.mkdir(parents=True, exist_ok=True)
-    report = build_report(study, runtime_s=runtime_s, finetune=finetune)
+    report = build_report(study, runtime_s=runtime_s, finetune=finetune, stabilizers=stabilizers)
     figures = (_figures(study, out) if study else []) + (
         _ft_figures(finetune, out) if finetune else []
     )
+    if stabilizers:
+        from stabtheory.simulations.stabilizers import write_figures
+
+        figures += write_figures(stabilizers, out)
     report["figures"] = figures
     (out / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False))
     (out / "report.md").write_text(_markdown(report, figures))

@@ -107,3 +107,16 @@ def test_claim_plot_uses_a_log_axis_only_over_a_decade():
     values = [np.ones(5), 2 * np.ones(5)]
     assert plot_claim("t", {"a": ([1, 1000], values)}).get_xscale() == "log"
     assert plot_claim("n", {"a": ([16, 64], values)}).get_xscale() == "linear"
+
+
+def test_verify_stabilizers_study_reports_verdicts(tmp_path):
+    status = cli.main(
+        ["verify", "--quick", "--study", "stabilizers", "--out", str(tmp_path), "--no-progress"]
+    )
+    assert status == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert {c["id"] for c in report["claims"]} == {"mmr", "mhloss", "surt"}
+    assert report["stabilizers"]["rows"]
+    for c in report["claims"]:
+        assert (tmp_path / c["figure"]).exists()
+    assert "Stabilizers across seeds" in (tmp_path / "report.md").read_text()

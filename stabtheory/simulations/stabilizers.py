@@ -22,11 +22,12 @@ The mechanism measures (per seed unless said otherwise):
 * MMR -- the exact max margin ``gamma / R`` of the final training features with a bias
   coordinate (:func:`stabtheory.methods.feature_margin`; non-separable features count as 0,
   since their max margin is <= 0); statistic: the difference of means, method - plain;
-* MHLoss -- on frozen features (the final features of plain seed 0 when separable), the
-  error ``||v(t)/||v(t)|| - u_S||`` of the mean head of ``K`` heads against one head, at
-  log-spaced GD steps ``t`` (:func:`stabtheory.methods.head_convergence`); statistic: the ratio
-  of the areas under the two error curves on the log-t grid (``< 1``: the K heads approach
-  ``u_S`` faster); also reported: the final mean head's direction error in the runs;
+* MHLoss -- on frozen features (the final features of the first plain seed whose features
+  are separable), the error ``||v(t)/||v(t)|| - u_S||`` of the mean head of ``K`` heads
+  against one head, at log-spaced GD steps ``t``
+  (:func:`stabtheory.methods.head_convergence`); statistic: the ratio of the areas under the
+  two error curves on the log-t grid (``< 1``: the K heads approach ``u_S`` faster); also
+  reported: the final mean head's direction error in the runs;
 * SURT -- the weight distance ``||theta_start - theta*||`` that supervised fine-tuning moves
   the encoder (``theta_start`` the SURT encoder for SURT, the pre-trained one otherwise);
   statistic: the ratio of means, method / plain.
@@ -63,12 +64,17 @@ from stabtheory import methods as _methods
 from stabtheory.stability import bootstrap_mean_ci
 
 __all__ = [
+    "MEASURES",
     "STABILIZER_CLAIMS",
+    "STATISTIC",
     "StabilizerRegime",
     "StabilizerStudy",
     "StabilizerStudySpec",
     "StabilizerVerdict",
+    "disagreement",
+    "judge_claims",
     "run_stabilizer_study",
+    "std_ratio",
     "to_report",
     "write_figures",
 ]
@@ -126,7 +132,7 @@ class StabilizerStudySpec:
         "mhloss",
         "surt",
     )
-    seeds: int = 100
+    seeds: int = 200
     seed: int = 0
     lr: float = 1e-3
     steps: int = 150
@@ -440,7 +446,9 @@ def run_stabilizer_study(
         runs: dict[str, _methods.SeedRuns] = {}
         study.accuracy[task], study.per_seed[task] = {}, {}
         for j, (name, method) in enumerate(methods.items()):
-            r = _methods.finetune_seeds(tb, method, seeds=spec.seeds, seed=spec.seed + 1000 * j)
+            r = _methods.finetune_seeds(
+                tb, method, seeds=spec.seeds, seed=spec.seed + j * spec.seeds
+            )
             runs[name] = r
             fms = _features_margins(r, tb.y)
             margin = np.array([f.margin if f.separable else 0.0 for f in fms])
@@ -822,10 +830,14 @@ def write_figures(study: StabilizerStudy, out_dir) -> list[str]:
                 "test accuracy",
                 rng,
             )
-            reg = next(r for r in verdict[cid].regimes if r.regime == f"{task}, {MEASURES[0]}")
+            acc, pred = (
+                next(r for r in verdict[cid].regimes if r.regime == f"{task}, {m}")
+                for m in MEASURES
+            )
             ax_a.set_title(
-                f"{task}: std ratio {reg.tau:.2f} [{reg.ci[0]:.2f}, {reg.ci[1]:.2f}], "
-                f"BF p={reg.p_value:.2g} -> {reg.verdict}",
+                f"{task}: accuracy std ratio {acc.tau:.2f} [{acc.ci[0]:.2f}, {acc.ci[1]:.2f}], "
+                f"BF p={acc.p_value:.2g} -> {acc.verdict}\nprediction disagreement ratio "
+                f"{pred.tau:.2f} [{pred.ci[0]:.2f}, {pred.ci[1]:.2f}] -> {pred.verdict}",
                 fontsize=9,
             )
         fig.suptitle(

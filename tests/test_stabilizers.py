@@ -1,0 +1,145 @@
+"""Tests of the stabilizer study: statistics, verdict rules, and the quick study end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from stabtheory.claims import Verdict
+from stabtheory.simulations import stabilizers as S
+
+WORDS = {"supported", "refuted", "regime-dependent", "inconclusive"}
+
+
+@pytest.fixture(scope="module")
+def quick():
+    return S.run_stabilizer_study(S.StabilizerStudySpec.quick())
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics
+
+
+def test_std_ratio_matches_numpy_and_its_interval_covers_a_known_ratio():
+    rng = np.random.default_rng(0)
+    b = rng.standard_normal(60)
+    a = 3.0 * b[::-1]
+    ratio, (lo, hi) = S.std_ratio(a, b, n_boot=500)
+    np.testing.assert_allclose(ratio, np.std(a, ddof=1) / np.std(b, ddof=1), rtol=1e-13)
+    np.testing.assert_allclose(ratio, 3.0, rtol=1e-13)
+    assert lo < 3.0 < hi
+    assert math.isnan(S.std_ratio(a, np.ones(5))[0])  # no spread in the reference
+
+
+def test_disagreement_is_the_mean_pairwise_label_disagreement():
+    rng = np.random.default_rng(1)
+    L = rng.standard_normal((6, 9))
+    pairs = [np.mean(np.sign(L[s]) != np.sign(L[t])) for s in range(6) for t in range(6) if s != t]
+    np.testing.assert_allclose(S.disagreement(L), np.mean(pairs), rtol=1e-13)
+    assert S.disagreement(np.tile(L[:1], (4, 1))) == 0.0
+    assert S.disagreement(10.0 * L) == S.disagreement(L)  # scale free
+
+
+def _fake_study(acc_ratio: float, margin_shift: float) -> S.StabilizerStudy:
+    """A study with hand-made per-seed values: only the verdict rules run on it."""
+    spec = S.StabilizerStudySpec(
+        testbeds=("t",), methods=("plain", "mmr", "mhloss", "surt"), n_boot=400
+    )
+    rng = np.random.default_rng(2)
+    study = S.StabilizerStudy(spec)
+    base = rng.standard_normal(200)
+    acc = {"plain": 0.8 + 0.01 * base}
+    for m in ("mmr", "mhloss", "surt"):
+        acc[m] = 0.8 + 0.01 * acc_ratio * rng.permutation(base)
+    study.per_seed["t"] = {
+        m: {
+            "feature_margin": 0.1 + (margin_shift if m == "mmr" else 0.0) + 0.01 * base,
+            "weight_distance": (1.0 - (margin_shift if m == "surt" else 0.0)) + 0.01 * base,
+        }
+        for m in acc
+    }
+    curve = np.abs(rng.standard_normal((50, 6))) + 1.0
+    study.convergence["t"] = {
+        "features": "test",
+        "K": 5,
+        "area_ratio": 1.0 - margin_shift,
+        "area_ratio_ci": [1.0 - margin_shift - 0.01, 1.0 - margin_shift + 0.01],
+        "error_single": curve.mean(0).tolist(),
+        "error_multi": ((1 - margin_shift) * curve).mean(0).tolist(),
+    }
+    for m, a in acc.items():
+        ratio, ci = S.std_ratio(a, acc["plain"], n_boot=400)
+        study.rows.append(
+            {
+                "testbed": "t",
+                "method": m,
+                "acc_std": float(np.std(a, ddof=1)),
+                "std_ratio": ratio,
+                "std_ratio_ci": list(ci),
+                "bf_p": S._brown_forsythe(a, acc["plain"]),
+                "disagreement": 0.1 * acc_ratio,
+                "disagreement_ratio": acc_ratio,
+                "disagreement_ratio_ci": [0.9 * acc_ratio, 1.1 * acc_ratio],
+            }
+        )
+    return study
+
+
+@pytest.mark.parametrize(
+    ("acc_ratio", "shift", "expected"),
+    [
+        (0.5, 0.3, "supported"),  # mechanism as predicted, spread halved
+        (2.0, 0.3, "refuted"),  # mechanism as predicted, spread doubled
+        (0.5, -0.3, "refuted"),  # mechanism the wrong way
+        (1.0, 0.3, "inconclusive"),  # mechanism works, spread unchanged
+    ],
+)
+def test_verdict_rules(acc_ratio, shift, expected):
+    verdicts = S.judge_claims(_fake_study(acc_ratio, shift))
+    assert [v.claim for v in verdicts] == ["mmr", "mhloss", "surt"]
+    for v in verdicts:
+        assert v.verdict == expected, (v.claim, v.explanation)
+        assert {r.regime for r in v.regimes} == {"t, test accuracy", "t, test predictions"}
+
+
+# --------------------------------------------------------------------------------------------
+# The quick study, end to end
+
+
+def test_quick_study_rows_verdicts_report_and_figures(quick, tmp_path):
+    spec = quick.spec
+    assert len(quick.rows) == len(spec.testbeds) * len(spec.methods)
+    assert spec.seeds >= 20
+    for task in spec.testbeds:
+        plain = quick.row(task, "plain")
+        assert plain["std_ratio"] == pytest.approx(1.0)
+        assert quick.row(task, "head_only")["weight_distance"] == 0.0
+        assert (
+            quick.row(task, "surt")["weight_distance_w0"]
+            != quick.row(task, "surt")["weight_distance"]
+        )
+        for row in quick.rows:
+            assert 0.0 <= row["acc_mean"] <= 1.0
+            lo, hi = row["std_ratio_ci"]
+            assert lo <= row["std_ratio"] <= hi or row["method"] == "plain"
+    assert [v.claim for v in quick.verdicts] == ["mmr", "mhloss", "surt"]
+    for v in quick.verdicts:
+        assert isinstance(v, Verdict)
+        assert v.notion == "seed.std" and v.verdict in WORDS
+        assert len(v.regimes) == 2 * len(spec.testbeds)
+        assert "Brown-Forsythe" in v.explanation and "ratio" in v.explanation
+        for r in v.regimes:
+            assert r.verdict in {"supported", "refuted", "inconclusive"}
+            assert r.mechanism_verdict in {"as predicted", "opposite", "no detectable change"}
+    report = S.to_report(quick)
+    text = json.dumps(report, allow_nan=False)  # strict JSON: NaN became null
+    assert json.loads(text)["verdicts"][0]["id"] == "mmr"
+    assert report["runtime_s"] > 0
+    names = S.write_figures(quick, tmp_path)
+    assert {"stabilizers_mmr.png", "stabilizers_mhloss.png", "stabilizers_surt.png"} <= set(names)
+    assert {v.figure for v in quick.verdicts} <= set(names)
+    for name in names:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
