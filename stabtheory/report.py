@@ -136,11 +136,7 @@ def _figures(study: HeadStudy, out: Path) -> list[str]:
             f"gamma={spec.gamma}, n={spec.n}, d={spec.d}",
             fontsize=10,
         )
-        fig.tight_layout()
-        name = f"bounds_{loss}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        names.append(name)
+        names.append(_save(fig, out, f"bounds_{loss}.png"))
     sweeps = {
         "head.lr": ("lr", "lr"),
         "head.margin": ("gamma_planted", "margin gamma"),
@@ -173,12 +169,16 @@ def _figures(study: HeadStudy, out: Path) -> list[str]:
             "bootstrap interval)",
             fontsize=10,
         )
-        fig.tight_layout()
-        name = f"claims_{notion}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        names.append(name)
+        names.append(_save(fig, out, f"claims_{notion}.png"))
     return names
+
+
+def _save(fig, out: Path, name: str) -> str:
+    """Lay out, write and close a figure; return its file name."""
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
 
 
 def _svm_panel(ax, chk):
@@ -401,11 +401,7 @@ def _ft_figures(ft: FineTuneStudy, out: Path) -> list[str]:
             f"lam={cfg['lam']}, lr={cfg['lr']:.3g})",
             fontsize=10,
         )
-        fig.tight_layout()
-        name = f"bounds_ft_{cfg['task']}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        names.append(name)
+        names.append(_save(fig, out, f"bounds_ft_{cfg['task']}.png"))
     late = len(spec.steps) - 1
     claim_sweeps = sweeps(ft)
     for notion, measures in MEASURES.items():
@@ -440,11 +436,7 @@ def _ft_figures(ft: FineTuneStudy, out: Path) -> list[str]:
             "of each claim (mean over i, 95% bootstrap interval)",
             fontsize=10,
         )
-        fig.tight_layout()
-        name = f"claims_ft_{notion.split('.')[1]}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        names.append(name)
+        names.append(_save(fig, out, f"claims_ft_{notion.split('.')[1]}.png"))
     return names
 
 
