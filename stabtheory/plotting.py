@@ -38,7 +38,7 @@ def plot_bound_vs_empirical(
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.6))
     steps = np.asarray(check.steps, float)
-    emp = check.empirical
+    bound, emp = check._2d()
     mean = emp.mean(axis=1)
     lo, hi = bootstrap_mean_ci(emp)
     name = label or check.theorem
@@ -48,7 +48,7 @@ def plot_bound_vs_empirical(
     ax.plot(steps, emp.max(axis=1), ":", color=c, label="empirical (max over i)")
     ok = check.applicable_at
     if ok.any():
-        b = check.bound[ok]
+        b = bound[ok]
         ax.plot(steps[ok], b.mean(axis=1), "--", color="k", label=f"bound {name} (mean)")
         ax.plot(steps[ok], b.max(axis=1), "-.", color="0.5", label="bound (max over i)")
     else:
@@ -63,7 +63,7 @@ def plot_bound_vs_empirical(
             fontsize=8,
             color="0.3",
         )
-    bad = check.violation_mask
+    bad = np.atleast_2d(check.violation_mask)
     if bad.any():
         ci, _ = np.nonzero(bad)
         ax.plot(steps[ci], emp[bad], "x", color="red", label="violation")

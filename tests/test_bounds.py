@@ -249,3 +249,15 @@ def test_h2_margin_form_holds_and_is_not_vacuous(ds, lr1):
     if chk.applicable:
         assert chk.holds, chk.summary()
         assert chk.bound.shape[1] == ds.n + 1  # S and every S\\i
+
+
+def test_an_int_step_count_gives_per_sample_arrays():
+    ds = st.planted_margin(10, 3, 0.2, seed=6)
+    one = check_bound("head.H1", ds.X, ds.y, lr=0.5, steps=100)
+    many = check_bound("head.H1", ds.X, ds.y, lr=0.5, steps=[10, 100])
+    assert one.bound.shape == one.empirical.shape == (10,)
+    assert many.bound.shape == (2, 10)
+    np.testing.assert_allclose(one.bound, many.bound[1], rtol=1e-12)
+    np.testing.assert_allclose(one.empirical, many.empirical[1], rtol=1e-12)
+    assert one.violation_mask.shape == (10,) and one.holds
+    assert check_bound("head.svm_loo", ds.X, ds.y, steps=[1, 2]).bound.shape == (10,)

@@ -21,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -97,8 +99,9 @@ def check_bound(
     ``.holds`` None), never as violated or passed.
 
     Returns:
-      :class:`BoundCheck` with ``.bound`` and ``.empirical`` of shape (C, n) (C checkpoints),
-      ``.holds``, ``.applicable``, ``.violations`` and ``.assumptions``.
+      :class:`BoundCheck` with per-sample ``.bound`` and ``.empirical``: shape (n,) when
+      ``steps`` is an int (and for ``head.svm_loo``, ``ft.FT1``, ``ft.FT1L``), (C, n) for C
+      checkpoints; ``.holds``, ``.applicable``, ``.violations`` and ``.assumptions``.
 
     Example:
       >>> from stabtheory.data import soudry_fig1
@@ -108,6 +111,48 @@ def check_bound(
       (True, True)
     """
     get(theorem_id)
+    result = _check(
+        theorem_id,
+        X,
+        y,
+        loss=loss,
+        lr=lr,
+        steps=steps,
+        notion=notion,
+        init=init,
+        optimizer=optimizer,
+        heads_per_run=heads_per_run,
+        dtype=dtype,
+        model=model,
+        params=params,
+        lam=lam,
+    )
+    if np.ndim(steps) == 0 or (result.bound.shape[0] == 1 and theorem_id in _ONE_POINT):
+        # one step count, or a theorem about converged/exact solutions: per-sample (n,)
+        result = dataclasses.replace(result, bound=result.bound[0], empirical=result.empirical[0])
+    return result
+
+
+_ONE_POINT = ("head.svm_loo", "ft.FT1", "ft.FT1L")
+
+
+def _check(
+    theorem_id,
+    X,
+    y,
+    *,
+    loss,
+    lr,
+    steps,
+    notion,
+    init,
+    optimizer,
+    heads_per_run,
+    dtype,
+    model,
+    params,
+    lam,
+) -> BoundCheck:
     if theorem_id.startswith("ft."):
         if model is None:
             raise ValueError(f"{theorem_id} needs model= (an nnx.Module or apply(w, x)).")

@@ -181,8 +181,9 @@ class BoundCheck:
       theorem: the theorem id.
       notion: the stability notion compared (e.g. ``"loo.direction"``).
       steps: checkpoint steps, (C,).
-      bound: per-sample bound, (C, n); NaN where the theorem does not apply.
-      empirical: per-sample empirical stability, (C, n).
+      bound: per-sample bound, (C, n); NaN where the theorem does not apply. When the check
+        was asked for one step count (an int), the checkpoint axis is dropped: (n,).
+      empirical: per-sample empirical stability, same shape as ``bound``.
       applicable_at: (C,) whether every assumption holds at that checkpoint.
       applicable: the theorem applies at one checkpoint at least.
       assumptions: the :class:`Assumption` checks.
@@ -207,9 +208,14 @@ class BoundCheck:
     @property
     def violation_mask(self) -> np.ndarray:
         """(C, n): applicable entries where empirical > bound + tol * max(1, bound)."""
-        slack = self.tol * np.maximum(1.0, np.abs(np.nan_to_num(self.bound)))
-        over = ~(self.empirical <= self.bound + slack)  # NaN counts as a violation
-        return over & self.applicable_at[:, None]
+        bound, empirical = self._2d()
+        slack = self.tol * np.maximum(1.0, np.abs(np.nan_to_num(bound)))
+        over = ~(empirical <= bound + slack)  # NaN counts as a violation
+        return (over & self.applicable_at[:, None]).reshape(np.shape(self.bound))
+
+    def _2d(self) -> tuple[np.ndarray, np.ndarray]:  # used by plotting too
+        """``(bound, empirical)`` with the checkpoint axis, (C, n)."""
+        return np.atleast_2d(self.bound), np.atleast_2d(self.empirical)
 
     @property
     def violations(self) -> int:
@@ -225,12 +231,13 @@ class BoundCheck:
         distance between unit vectors), i.e. says nothing; ``None`` for other notions."""
         if "direction" not in self.notion or not self.applicable:
             return None
-        return float(np.mean(self.bound[self.applicable_at] >= 2.0))
+        return float(np.mean(self._2d()[0][self.applicable_at] >= 2.0))
 
     def summary(self) -> dict:
         """One row of ``report.json``'s ``checks``."""
         mask = self.applicable_at
-        b, e = self.bound[mask], self.empirical[mask]
+        bound, empirical = self._2d()
+        b, e = bound[mask], empirical[mask]
 
         def stat(f, a):
             return float(f(a)) if a.size else None
