@@ -294,7 +294,8 @@ def _markdown(report: dict, figures: list[str]) -> str:
             "`departure` = max over runs and checkpoints of ||w_real - w_quad|| / "
             "||w_quad - w0||; `loss gap` = max over checkpoints of |F_real - F_quad| / F_real "
             "on S; `real > FT-2` = (sample, t) points where the real network's leave-one-out "
-            "change exceeds the FT-2 bound computed from the Taylor quantities.",
+            "change exceeds the FT-2 bound computed from the Taylor quantities, at the checkpoints "
+            "where FT-2 applies (n/a: nowhere).",
             "",
             "| task | n | lam | input scale | pre-train | alpha | lr / (1/lambda_max) | rho | "
             "||w_S - w0|| | departure | loss gap | real > FT-2 |",
@@ -315,8 +316,9 @@ def _markdown(report: dict, figures: list[str]) -> str:
             "Per testbed and method: test accuracy over seeds, the ratio of its std to plain "
             "fine-tuning's (95% bootstrap interval over seeds) with the Brown-Forsythe p-value, "
             "the prediction-disagreement ratio, and the mechanism measures: exact max margin "
-            "gamma/R of the final training features, weight distance ||w0 - w*|| of the "
-            "encoder.",
+            "gamma/R of the final training features, and the weight distance "
+            "||theta_start - theta*|| that supervised fine-tuning moves the encoder "
+            "(theta_start is the SURT encoder for SURT, the pre-trained one otherwise).",
             "",
             "| testbed | method | seeds | accuracy mean | accuracy std | std ratio [CI] | BF p | "
             "disagreement ratio [CI] | feature margin | weight distance |",

@@ -95,3 +95,16 @@ def test_too_large_a_step_makes_ft2_not_applicable(bed):
 def test_ft_needs_a_model(bed):
     with pytest.raises(ValueError, match="model"):
         check_bound("ft.FT1", bed.X, bed.y)
+
+
+def test_an_exactly_singular_taylor_operator_is_not_applicable():
+    # p <= n and lam = 0 with a zero head: the Gauss-Newton matrix has rank < p, so A_S is
+    # singular; eigenvalue rounding noise must not pass for Lam > 0.
+    bed = finetune.make_testbed(
+        "synthetic", n=60, pretrain_steps=0, hidden=(3,), features=2, d_in=2
+    )
+    w0 = np.array(bed.w0)
+    lo, hi = bed.info["head_slice"]
+    w0[lo:hi] = 0.0
+    chk = check_bound("ft.FT1", bed.X, bed.y, model=bed.apply, params=w0, lam=0.0)
+    assert not chk.applicable

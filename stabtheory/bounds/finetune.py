@@ -296,10 +296,12 @@ def _common(ev: FTEvidence) -> list[Assumption]:
         ),
         Assumption.measure(
             "Lam > 0",
-            "min over i of min(lambda_min(A_S), lambda_min(A_S\\i)) (exact)",
+            "min over i of min(lambda_min(A_S), lambda_min(A_S\\i)) (exact), above the rounding "
+            "level 10 n eps lambda_max of the eigenvalue computation (an exactly singular A_S "
+            "must not pass)",
             float(ev.Lam.min()),
             ">",
-            0.0,
+            10 * ev.n * np.finfo(np.float64).eps * float(ev.lam_max.max()),
         ),
         Assumption.measure(
             "CG residual",
