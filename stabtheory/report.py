@@ -361,16 +361,7 @@ def _markdown(report: dict, figures: list[str]) -> str:
 def _ft_figures(ft: FineTuneStudy, out: Path) -> list[str]:
     names = []
     spec = ft.spec
-    base_idx = [
-        k
-        for k, c in enumerate(ft.configs)
-        if c["n"] == spec.n
-        and c["lam"] == spec.lam
-        and c["input_scale"] == 1.0
-        and c["pretrain_steps"] == spec.pretrain_steps
-        and c["alpha"] == 0.0
-        and c["lr_fraction"] == spec.lr_fraction
-    ]
+    base_idx = [k for task in spec.tasks for k in ft.find(**spec.base(task))]
     for k in base_idx:
         chosen = [c for i, c in ft.checks if i == k]
         fig, axes = plt.subplots(1, 3, figsize=(15.6, 3.9))

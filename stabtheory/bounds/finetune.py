@@ -148,6 +148,7 @@ class FTEvidence:
     real_losses: np.ndarray | None
     quad_losses: np.ndarray | None
     config: dict
+    _empirical: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -168,7 +169,13 @@ class FTEvidence:
 
     def empirical(self, kind: str) -> np.ndarray:
         """Per-sample LOO values: ``"min.weights"`` (1, n), ``"min.loss"`` (1, n),
-        ``"gd.weights"`` (C, n), ``"real.weights"`` (C, n), ``"real.loss"`` (C, n)."""
+        ``"gd.weights"`` (C, n), ``"real.weights"`` (C, n), ``"real.loss"`` (C, n); computed
+        once per kind."""
+        if kind not in self._empirical:
+            self._empirical[kind] = self._compute_empirical(kind)
+        return self._empirical[kind]
+
+    def _compute_empirical(self, kind: str) -> np.ndarray:
         if kind == "min.weights":
             return np.linalg.norm(self.w_min[1:] - self.w_min[0], axis=1)[None]
         if kind == "min.loss":
@@ -198,6 +205,7 @@ def ft_evidence(
     *,
     lam: float = 0.05,
     lr: float | None = None,
+    lr_fraction: float = 0.9,
     steps=(1, 10, 100, 1000),
     real: bool = True,
     cg_tol: float = 1e-12,
@@ -212,7 +220,8 @@ def ft_evidence(
       X, y: task data, labels in {-1, +1}.
       lam: the pull toward w0 (L2-SP); the theorems need ``Lam > 0``, which ``lam > 0``
         guarantees for the Gauss-Newton curvature.
-      lr: GD step; default ``0.9 / lambda_max(A_S)``.
+      lr: GD step; default ``lr_fraction / lambda_max`` (the largest over S and every S\\i).
+      lr_fraction: the step as a fraction of ``1 / lambda_max`` when ``lr`` is not given.
       steps: GD checkpoints.
       real: also fine-tune the real network (GD on the true loss) on every mask.
       cg_tol: relative residual at which conjugate gradients stop.
@@ -227,7 +236,7 @@ def ft_evidence(
     weights = _heads.loo_weights(n)
     lam_min, lam_max = (np.asarray(a) for a in jax.jit(q.extreme_eigenvalues)(tm, weights, lam))
     if lr is None:
-        lr = 0.9 / float(lam_max.max())
+        lr = lr_fraction / float(lam_max.max())
     w_min = _minimizers(tm, weights, lam, apply=apply, tol=cg_tol, maxiter=10 * tm.grads.shape[1])
     gbar = weights @ tm.grads / weights.sum(axis=1, keepdims=True)
     resid = jax.vmap(

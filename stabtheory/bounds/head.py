@@ -219,6 +219,7 @@ class HeadEvidence:
     delta_loo: np.ndarray
     allowance: float
     config: dict
+    _empirical: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -246,11 +247,13 @@ class HeadEvidence:
         return np.where(self.loo.full.support | self.loo.resolved, value, 0.0)
 
     def empirical(self, notion: str) -> np.ndarray:
-        """(C, n) leave-one-out stability of the runs."""
-        w = self.sim.trajectory.w
-        return np.asarray(
-            per_sample_stability(w[0], w[1:], self.sim.Z, notion, loss=self.sim.loss)
-        ).T
+        """(C, n) leave-one-out stability of the runs (computed once per notion)."""
+        if notion not in self._empirical:
+            w = self.sim.trajectory.w
+            self._empirical[notion] = np.asarray(
+                per_sample_stability(w[0], w[1:], self.sim.Z, notion, loss=self.sim.loss)
+            ).T
+        return self._empirical[notion]
 
 
 def head_evidence(

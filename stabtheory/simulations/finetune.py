@@ -28,7 +28,7 @@ import numpy as np
 
 from stabtheory import claims as _claims
 from stabtheory.bounds import finetune as _ft
-from stabtheory.bounds.base import BoundCheck
+from stabtheory.simulations.base import Study
 
 __all__ = ["FT_CLAIMS", "FineTuneStudy", "FineTuneStudySpec", "run_finetune_study"]
 
@@ -78,6 +78,18 @@ class FineTuneStudySpec:
     full_sweeps_on: tuple[str, ...] = ("synthetic",)
     seed: int = 0
 
+    def base(self, task: str) -> dict:
+        """The base configuration of ``task`` (the centre of every one-at-a-time sweep)."""
+        return {
+            "task": task,
+            "n": self.n,
+            "lam": self.lam,
+            "input_scale": 1.0,
+            "pretrain_steps": self.pretrain_steps,
+            "alpha": 0.0,
+            "lr_fraction": self.lr_fraction,
+        }
+
     @classmethod
     def quick(cls) -> FineTuneStudySpec:
         return cls(
@@ -94,35 +106,18 @@ class FineTuneStudySpec:
 
 
 @dataclasses.dataclass
-class FineTuneStudy:
-    """Results of :func:`run_finetune_study` (configs, checks, stability, verdicts)."""
+class FineTuneStudy(Study):
+    """Results of :func:`run_finetune_study` (:class:`~stabtheory.simulations.base.Study`)."""
 
     spec: FineTuneStudySpec
-    configs: list[dict] = dataclasses.field(default_factory=list)
-    checks: list[tuple[int, BoundCheck]] = dataclasses.field(default_factory=list)
-    stability: dict[int, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
-    verdicts: list = dataclasses.field(default_factory=list)
-    runtime_s: float = 0.0
-
-    @property
-    def violations(self) -> list[BoundCheck]:
-        return [c for _, c in self.checks if c.applicable and c.violations]
 
 
 def _plan(spec: FineTuneStudySpec) -> list[dict]:
     plan, seen = [], set()
     for task in spec.tasks:
-        base = {
-            "task": task,
-            "n": spec.n,
-            "lam": spec.lam,
-            "input_scale": 1.0,
-            "pretrain": spec.pretrain_steps,
-            "alpha": 0.0,
-            "lr_fraction": spec.lr_fraction,
-        }
+        base = spec.base(task)
         variants = [dict(base)] + [{**base, "n": v} for v in spec.ns]
-        variants += [{**base, "pretrain": v} for v in spec.pretrain_sweep]
+        variants += [{**base, "pretrain_steps": v} for v in spec.pretrain_sweep]
         variants += [{**base, "alpha": v} for v in spec.interpolation]
         if task in spec.full_sweeps_on:
             variants += [{**base, "input_scale": v} for v in spec.input_scales]
@@ -154,7 +149,7 @@ def run_finetune_study(
         bed = finetune.make_testbed(
             cfg["task"],
             n=n_max,
-            pretrain_steps=cfg["pretrain"],
+            pretrain_steps=cfg["pretrain_steps"],
             input_scale=cfg["input_scale"],
             seed=spec.seed,
         )
@@ -162,20 +157,18 @@ def run_finetune_study(
         w0 = jnp.asarray(bed.w0)
         if cfg["alpha"] > 0:
             w0 = w0 + cfg["alpha"] * (optimum[cfg["task"]] - w0)
-        probe = _ft.ft_evidence(bed.apply, w0, X, y, lam=cfg["lam"], steps=[1], real=False)
-        lr = cfg["lr_fraction"] / float(probe.lam_max.max())
         ev = _ft.ft_evidence(
             bed.apply,
             w0,
             X,
             y,
             lam=cfg["lam"],
-            lr=lr,
+            lr_fraction=cfg["lr_fraction"],
             steps=spec.steps,
             info={
                 "task": cfg["task"],
                 "input_scale": cfg["input_scale"],
-                "pretrain_steps": cfg["pretrain"],
+                "pretrain_steps": cfg["pretrain_steps"],
                 "alpha": cfg["alpha"],
                 "lr_fraction": cfg["lr_fraction"],
             },
@@ -216,10 +209,6 @@ def run_finetune_study(
     return study
 
 
-def _match(cfg: dict, base: dict, free: str) -> bool:
-    return all(cfg[key] == v for key, v in base.items() if key != free)
-
-
 def sweeps(study: FineTuneStudy) -> dict[str, list[tuple[str, str, list[int]]]]:
     """For each claim, the (task, knob, config indices) sweeps that inform it."""
     spec = study.spec
@@ -230,18 +219,10 @@ def sweeps(study: FineTuneStudy) -> dict[str, list[tuple[str, str, list[int]]]]:
         "ft.distance": ("pretrain_steps", "alpha"),
     }
     for task in spec.tasks:
-        base = {
-            "task": task,
-            "n": spec.n,
-            "lam": spec.lam,
-            "input_scale": 1.0,
-            "pretrain_steps": spec.pretrain_steps,
-            "alpha": 0.0,
-            "lr_fraction": spec.lr_fraction,
-        }
+        base = spec.base(task)
         for claim_id, free_knobs in knobs.items():
             for free in free_knobs:
-                idx = [k for k, c in enumerate(study.configs) if _match(c, base, free)]
+                idx = study.find(**{key: v for key, v in base.items() if key != free})
                 if len({study.configs[k][free] for k in idx}) >= 2:
                     out[claim_id].append((task, free, idx))
     return out

@@ -18,9 +18,9 @@ from collections.abc import Callable
 import numpy as np
 
 from stabtheory import claims as _claims
-from stabtheory.bounds import BoundCheck
 from stabtheory.bounds import head as _head
 from stabtheory.data import Dataset, planted_margin
+from stabtheory.simulations.base import Study
 
 __all__ = ["HeadStudy", "HeadStudySpec", "run_head_study"]
 
@@ -75,43 +75,15 @@ class HeadStudySpec:
 
 
 @dataclasses.dataclass
-class HeadStudy:
-    """Results of :func:`run_head_study`.
-
-    Attributes:
-      spec: the :class:`HeadStudySpec`.
-      configs: one dict per trained configuration (loss, lr, gamma, n, ...).
-      checks: every :class:`~stabtheory.bounds.BoundCheck`, tagged with its config index.
-      stability: per config index, ``{notion: (C, n) per-sample instability}``.
-      verdicts: the claims' :class:`~stabtheory.claims.Verdict` objects.
-      runtime_s: wall time.
-    """
+class HeadStudy(Study):
+    """Results of :func:`run_head_study` (:class:`~stabtheory.simulations.base.Study`): configs
+    (loss, lr, gamma, n, ...), checks, ``{notion: (C, n) instability}`` per config, verdicts."""
 
     spec: HeadStudySpec
-    configs: list[dict] = dataclasses.field(default_factory=list)
-    checks: list[tuple[int, BoundCheck]] = dataclasses.field(default_factory=list)
-    stability: dict[int, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
-    verdicts: list = dataclasses.field(default_factory=list)
-    runtime_s: float = 0.0
 
     @property
     def steps(self) -> np.ndarray:
         return self.spec.steps
-
-    def find(self, **match) -> list[int]:
-        """Indices of the configs whose fields equal ``match``."""
-        return [
-            k
-            for k, c in enumerate(self.configs)
-            if all(
-                np.isclose(c[key], v) if isinstance(v, float) else c[key] == v
-                for key, v in match.items()
-            )
-        ]
-
-    @property
-    def violations(self) -> list[BoundCheck]:
-        return [c for _, c in self.checks if c.applicable and c.violations]
 
 
 def _plan(spec: HeadStudySpec) -> list[dict]:
