@@ -202,7 +202,7 @@ def run_finetune_study(
                 k + 1,
                 len(plan),
                 f"FT {cfg['task']} n={cfg['n']} lam={cfg['lam']} "
-                f"scale={cfg['input_scale']} pre={cfg['pretrain']} a={cfg['alpha']}",
+                f"scale={cfg['input_scale']} pre={cfg['pretrain_steps']} a={cfg['alpha']}",
             )
     study.verdicts = judge_claims(study)
     study.runtime_s = time.perf_counter() - start
