@@ -2,7 +2,7 @@
 # # Head tuning on separable data: how stable is the direction?
 #
 # A teaching notebook (jupytext "percent" format: open it in Jupyter with jupytext, or run it
-# as a script). It follows THEORY.md section 3: a linear head trained by gradient descent on
+# as a script). It follows docs/theory.md section 3: a linear head trained by gradient descent on
 # separable features converges in direction to the max-margin direction u_S, and the
 # leave-one-out stability of that direction is bounded by Theorems H-1 and H-2.
 

@@ -1,6 +1,6 @@
 """Separable datasets with known max margin, and validation of user arrays.
 
-Head tuning (THEORY.md section 3) is a linear classifier without bias on frozen features
+Head tuning (docs/theory.md section 3) is a linear classifier without bias on frozen features
 ``x_i`` with labels ``y_i`` in {-1, +1}. Everything in stabtheory works on the signed points
 ``z_i = y_i x_i``: the data are separable through the origin with max margin
 ``gamma = max_{||u||=1} min_i u . z_i > 0``.
@@ -307,7 +307,7 @@ def soudry_fig1() -> Dataset:
 
 
 def replacement_draws(ds: Dataset, *, seed: int = 1, noise: float = 0.05) -> Dataset:
-    """Independent replacement samples for replace-one stability (THEORY.md section 1).
+    """Independent replacement samples for replace-one stability (docs/theory.md section 1).
 
     For a planted dataset (``ds.planted``) these are fresh inactive points from the same
     construction (norm R, ``u . z >= margin + 0.1 (R - margin)``), so every replace-one set

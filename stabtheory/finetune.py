@@ -1,6 +1,6 @@
 r"""Full fine-tuning testbeds: flax nnx backbones, self-supervised pre-training, tasks, GD.
 
-THEORY.md section 2 studies full fine-tuning of every weight of a pre-trained network from the
+docs/theory.md section 2 studies full fine-tuning of every weight of a pre-trained network from the
 pre-trained weight ``w0``. This module builds the networks and the data that the Taylor model
 (:mod:`stabtheory.quadratic`) and the real leave-one-out fine-tuning are run on, and exposes
 each network as a **pure function of one flat float64 parameter vector**:
@@ -819,7 +819,8 @@ def pretrained_family(
     ``init_seed``; the task's ``n``, ``seed``, ``shift``, classes, ... do not enter it)
     gives the encoder at every length in ``pretrain_steps``; longer pre-training moves the
     encoder further from its random initialisation, which varies the distance between
-    ``w0`` and the fine-tuned optimum (THEORY.md claim ``ft.distance``). All members share
+    ``w0`` and the fine-tuned optimum (docs/theory.md section 5, claim ``ft.distance``). All
+    members share
     ``X, y, X_test, y_test`` and the ``apply``/``unravel`` functions; ``w0`` differs in its
     encoder block only.
 

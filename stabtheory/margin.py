@@ -1,6 +1,6 @@
 """Exact hard-margin SVM without bias (max margin), its leave-one-out solutions, and margins.
 
-Head tuning (THEORY.md section 3) works on the signed points ``z_i = y_i x_i``. The data are
+Head tuning (docs/theory.md section 3) works on the signed points ``z_i = y_i x_i``. The data are
 separable through the origin when the max margin
 
     gamma = max_{||u|| = 1} min_i u . z_i

@@ -1,4 +1,4 @@
-r"""Stabilizers (THEORY.md section 4) and their baselines as pieces of ONE fine-tuning loop.
+r"""Stabilizers (docs/theory.md section 4) and their baselines as pieces of ONE fine-tuning loop.
 
 Every method here is the same minibatch Adam (or SGD) fine-tuning of an encoder
 ``phi_theta`` and ``K`` linear heads ``(c_k, v_k)`` from a pre-trained encoder ``theta_0``,
@@ -216,7 +216,7 @@ def mmr_penalty(
       a log-sum-exp (log domain, never clamped) that tends to ``-min_i m_i`` as ``T -> 0``.
 
     Minimising ``R`` pushes the classes apart on the unit sphere, which raises the margin of the
-    features (THEORY.md section 4).
+    features (docs/theory.md section 4).
 
     Args:
       features: (B, k) encoder features of a batch.
@@ -457,7 +457,7 @@ def surt(
     Args:
       testbed: the fine-tuning problem.
       X_unlabeled: the task's unlabeled inputs (default: the training inputs ``testbed.X``).
-      steps: number of SURT steps (``K`` in THEORY.md section 4).
+      steps: number of SURT steps (``K`` in docs/theory.md section 4).
       seed: minibatches and corruption noise.
       autoencoder: the pre-trained autoencoder, if it cannot be re-derived from the testbed.
 

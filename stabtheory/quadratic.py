@@ -1,4 +1,4 @@
-r"""The second-order Taylor model of full fine-tuning (THEORY.md section 2), matrix-free.
+r"""The second-order Taylor model of full fine-tuning (docs/theory.md section 2), matrix-free.
 
 Around the pre-trained weight ``w0`` (a flat vector in R^p), for a network with one logit
 ``f(w, x)`` and the logistic loss ``l(w; z) = softplus(-y f(w, x))``:

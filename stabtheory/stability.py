@@ -1,4 +1,4 @@
-r"""Stability estimators of THEORY.md section 1, per sample and summarised.
+r"""Stability estimators of docs/theory.md section 1, per sample and summarised.
 
 =================  ==========================================================================
 notion             per-sample value for sample i
@@ -285,7 +285,7 @@ def loo_stability(
     dtype=jnp.float64,
     batch_size: int | None = None,
 ) -> StabilityEstimate:
-    r"""Leave-one-out stability of a GD-trained linear head (THEORY.md section 1).
+    r"""Leave-one-out stability of a GD-trained linear head (docs/theory.md section 1).
 
     Trains on S and on every S\i (the weighted mean loss over the remaining ``n - 1``
     samples) from the same start for ``steps`` full-batch steps of size ``lr``, all runs in

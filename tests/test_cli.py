@@ -2,6 +2,9 @@
 
 import dataclasses
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,22 +23,51 @@ TINY = head_study.HeadStudySpec(
     ns=(8, 12),
     losses=("exponential",),
     early_t=10,
+    replicates=2,
 )
+
+
+def _console_script() -> list[str]:
+    """The installed ``stabtheory`` command beside this interpreter (``python -m`` otherwise)."""
+    script = Path(sys.executable).with_name("stabtheory")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "stabtheory.cli"]
 
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
+    """``stabtheory verify --quick --out DIR`` run as the README writes it: a separate process,
+    the progress bar on (the default), stderr captured."""
     out = tmp_path_factory.mktemp("report")
-    status = cli.main(["verify", "--quick", "--out", str(out), "--no-progress"])
-    return status, out
+    proc = subprocess.run(
+        [*_console_script(), "verify", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.returncode, out, proc
+
+
+def test_readme_command_runs_with_the_progress_bar_on(quick_report):
+    _, out, proc = quick_report
+    # the bar of every study that ran reached its end (the FT label once crashed with KeyError)
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("[" + "#" * 30 + "]") >= 2
+    assert "FT synthetic" in proc.stderr
+    assert "0 violations" in proc.stdout and (out / "report.md").exists()
 
 
 def test_quick_verify_reports_zero_violations(quick_report):
-    status, out = quick_report
+    status, out, _ = quick_report
     assert status == 0
     report = json.loads((out / "report.json").read_text())
     assert report["schema"] == "stabtheory.report/1"
-    assert report["violations"] == 0 and report["runtime_s"] > 0
+    assert report["violations"] == 0 and "runtime_s" not in report
+    assert json.loads((out / "timings.json").read_text())["runtime_s"] > 0
+    env = report["environment"]
+    assert {"backend", "devices", "device_kind", "jax", "stabtheory", "replicates"} <= set(env)
+    assert env["replicates"] == {"head": 3, "finetune": 2}
     keys = {
         "theorem",
         "config",
@@ -76,7 +108,7 @@ def test_quick_verify_reports_zero_violations(quick_report):
 
 
 def test_existing_report_needs_force(quick_report, capsys):
-    _, out = quick_report
+    _, out, _ = quick_report
     assert cli.main(["verify", "--quick", "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err
 

@@ -1,4 +1,4 @@
-"""Regression on the dataset of Soudry et al. (2018), Fig. 1 (THEORY.md section 3)."""
+"""Regression on the dataset of Soudry et al. (2018), Fig. 1 (docs/theory.md section 3)."""
 
 import jax.numpy as jnp
 import numpy as np

@@ -1,7 +1,7 @@
 """The bounds registry: every theorem as a sympy expression with its assumption checks.
 
 ================  ====================================================================
-id                theorem (THEORY.md)
+id                theorem (docs/theory.md)
 ================  ====================================================================
 ``head.svm_loo``  Lemma H-2, leave-one-out change of the max-margin direction
 ``head.H1``       Theorem H-1, a-posteriori direction stability at step t

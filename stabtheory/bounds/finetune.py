@@ -1,4 +1,4 @@
-r"""Full fine-tuning bounds (THEORY.md section 2): Theorems FT-1, FT-2 and Corollary FT-1L.
+r"""Full fine-tuning bounds (docs/theory.md section 2): Theorems FT-1, FT-2 and Corollary FT-1L.
 
 The bounds are checked on the Taylor model (:mod:`stabtheory.quadratic`) of a network
 ``f(w, x)`` with the logistic loss, around the pre-trained ``w0``, with the Gauss-Newton
@@ -73,7 +73,7 @@ FT1 = Theorem(
         "Lam = min(lambda_min(A_S), lambda_min(A_S\\i)) > 0",
         "w_S, w_S\\i are the minimisers (conjugate-gradient residual certified)",
     ),
-    reference="THEORY.md section 2, Theorem FT-1 (Fu, So & Collier 2023, full fine-tuning)",
+    reference="docs/theory.md section 2, Theorem FT-1 (Fu, So & Collier 2023, full fine-tuning)",
 )
 
 FT1L = Theorem(
@@ -83,7 +83,7 @@ FT1L = Theorem(
     symbols=(rho, rho2, lam, dist, n, Lam),
     notions=("loss",),
     assumptions=FT1.assumptions,
-    reference="THEORY.md section 2, Corollary FT-1L composed with Theorem FT-1",
+    reference="docs/theory.md section 2, Corollary FT-1L composed with Theorem FT-1",
 )
 
 FT2 = Theorem(
@@ -97,7 +97,7 @@ FT2 = Theorem(
         "eta <= 1 / lambda_max(A_S) and <= 1 / lambda_max(A_S\\i)",
         "GD from w0",
     ),
-    reference="THEORY.md section 2, Theorem FT-2",
+    reference="docs/theory.md section 2, Theorem FT-2",
 )
 
 
