@@ -2,7 +2,7 @@ r"""Linear-head training by full-batch gradient descent, one implementation vmap
 
 A *run* is one training of ``K`` linear heads (no bias) on the signed points
 ``z_i = y_i x_i`` with its own sample weights ``s`` (a mask), learning rate and start. It
-minimises the weighted mean loss (THEORY.md section 3)
+minimises the weighted mean loss (docs/theory.md section 3)
 
 .. math::
     F_s(w) = \frac{\sum_i s_i\, \ell(w \cdot z_i)}{\sum_i s_i},
@@ -12,23 +12,35 @@ replace-one set S^(i) is a mask over the data stacked with its replacement draws
 ``K > 1`` heads (Multi-Head Loss) the objective is the mean of the K heads' losses.
 
 One run is :func:`init` + :func:`step` over an explicit :class:`HeadState`; :func:`train`
-runs it to a list of checkpoint steps with ``lax.scan`` (one compiled program for any
-checkpoint values), and :func:`train_runs` is ``jax.vmap`` of :func:`train` over runs. The
-learning rate, masks and starts are traced, so sweeping them never recompiles; the loss,
-optimizer and number of checkpoints are static.
+runs it to a list of checkpoint steps, and :func:`train_runs` is ``jax.vmap`` of
+:func:`train` over runs. The learning rate, masks and starts are traced, so sweeping them
+never recompiles; the loss, optimizer and number of checkpoints are static. The checkpoint
+*values* are either
 
-Numerics: the per-sample derivative is formed in the log domain,
-``log|l'(m)| = -m`` (exponential) or ``-softplus(m)`` (logistic), and only then
-exponentiated, so margins of 1e3 and more give exact (underflowing to zero, never NaN)
+* traced (a ``jax.Array``): one compiled program for any checkpoint values, a ``while`` loop
+  with a traced trip count between consecutive checkpoints; or
+* static (a tuple, list or NumPy array of Python/NumPy integers, e.g. ``(1, 10, 100)``;
+  under ``jax.jit`` mark the argument static and pass a tuple): every segment between
+  checkpoints is a loop of fixed length, which XLA can optimise (and reverse-mode
+  differentiate) as such, compiled once per distinct checkpoint tuple. :func:`jit_train_runs`
+  is the jitted :func:`train_runs` that does this for any concrete checkpoints.
+
+Both give the same trajectories.
+
+Numerics: the per-sample ``|l'(m)|`` is ``exp(-m)`` (exponential) or ``sigmoid(-m)`` =
+``1 / (1 + e^m)`` (logistic), one transcendental per sample and step (:func:`dloss_abs`); for
+large margins it underflows to exactly zero, never NaN, so margins of 1e3 and more give exact
 gradients. Losses are reported as ``log F`` through log-sum-exp; margins are never clamped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 __all__ = [
@@ -36,13 +48,16 @@ __all__ = [
     "OPTIMIZERS",
     "HeadState",
     "Trajectory",
+    "dloss_abs",
     "init",
+    "jit_train_runs",
     "log_dloss",
     "log_loss",
     "log_mean_loss",
     "loo_weights",
     "optimizer_transform",
     "replace_one_weights",
+    "static_checkpoints",
     "step",
     "train",
     "train_runs",
@@ -87,6 +102,28 @@ def log_dloss(margins: jax.Array, loss: str) -> jax.Array:
     if loss == "exponential":
         return -margins
     return -jax.nn.softplus(margins)
+
+
+def dloss_abs(margins: jax.Array, loss: str) -> jax.Array:
+    r"""``|l'(m)|`` per margin with one transcendental: ``exp(-m)`` or ``sigmoid(-m)``.
+
+    Exponential: ``|l'(m)| = e^{-m}``. Logistic: ``|l'(m)| = 1 / (1 + e^{m})``, computed as
+    ``jax.nn.sigmoid(-m)`` (a single ``logistic`` op, one exponential). Both equal
+    ``exp(log_dloss(m))`` to a few ulps where the result is a normal float, and decrease in
+    ``m``. For large positive margins they underflow to exactly ``0`` (never NaN, no
+    clamping); for ``m -> -inf`` the logistic one tends to exactly ``1`` and the exponential
+    one overflows to ``inf`` like ``e^{-m}`` itself.
+
+    Example:
+      >>> dloss_abs(jnp.array([0.0, 1e3, -1e3]), "logistic").tolist()
+      [0.5, 0.0, 1.0]
+      >>> dloss_abs(jnp.array([0.0, 1e3]), "exponential").tolist()
+      [1.0, 0.0]
+    """
+    _check_loss(loss)
+    if loss == "exponential":
+        return jnp.exp(-margins)
+    return jax.nn.sigmoid(-margins)
 
 
 def log_mean_loss(margins: jax.Array, sample_weights: jax.Array, loss: str) -> jax.Array:
@@ -166,7 +203,9 @@ def step(
 
     .. math::
         \nabla_{w_k} \tfrac1K \sum_k F_s(w_k) = -\frac{1}{K \sum_i s_i}\sum_i s_i
-        e^{\log|\ell'(w_k\cdot z_i)|} z_i .
+        |\ell'(w_k\cdot z_i)|\, z_i ,
+
+    with ``|l'|`` from :func:`dloss_abs` (one transcendental per sample).
 
     Args:
       state: the run's :class:`HeadState`.
@@ -182,16 +221,61 @@ def step(
     w = state.w
     K = w.shape[0]
     margins = w @ Z.T  # (K, n)
-    log_g = log_dloss(margins, loss)
-    g = jnp.exp(log_g) * sample_weights  # s_i |l'(m_i)|, exact in the log domain
+    g = dloss_abs(margins, loss) * sample_weights  # s_i |l'(m_i)|, (K, n)
     grad = -(g @ Z) / (K * jnp.sum(sample_weights))  # (K, d)
     # |l'| decreases in the margin for both losses, so its max over the samples in the set is
-    # |l'| at the smallest margin: one masked min and one scalar exp per step.
+    # |l'| at the smallest margin: one masked min and one scalar transcendental per step.
     m_min = jnp.min(jnp.where(sample_weights > 0, margins, jnp.inf))
-    dloss_max = jnp.maximum(state.dloss_max, jnp.exp(log_dloss(m_min, loss)))
+    dloss_max = jnp.maximum(state.dloss_max, dloss_abs(m_min, loss))
     tx = optimizer_transform(optimizer)
     direction, opt_state = tx.update(grad, state.opt_state, w)
     return HeadState(w - lr * direction, opt_state, dloss_max)
+
+
+# Unroll factor of the fixed-length loops of the static-checkpoint path (measured on CPU with
+# benchmarks/bench_loo.py; see benchmarks/README.md).
+_STATIC_UNROLL = 1
+
+
+def static_checkpoints(checkpoints) -> tuple[int, ...]:
+    """Validated checkpoint steps as a hashable tuple of Python ints (the static form).
+
+    Accepts a tuple, list, NumPy array or concrete ``jax.Array`` of non-negative,
+    non-decreasing integers, shape (C,). Pass the result as ``checkpoints`` to :func:`train`
+    or :func:`train_runs` (under ``jax.jit``, with ``checkpoints`` marked static) to get
+    fixed-length loops between checkpoints.
+
+    Raises:
+      ValueError: not 1-D, not integers, negative or decreasing.
+
+    Example:
+      >>> static_checkpoints(np.array([0, 10, 100]))
+      (0, 10, 100)
+    """
+    c = np.asarray(checkpoints)
+    if c.ndim != 1 or (c.size and not np.issubdtype(c.dtype, np.integer)):
+        raise ValueError(f"checkpoints must be a 1-D sequence of integers, got {checkpoints!r}.")
+    if (c < 0).any() or (np.diff(c) < 0).any():
+        raise ValueError(f"checkpoints must be non-negative and non-decreasing, got {c.tolist()}.")
+    return tuple(int(v) for v in c)
+
+
+def _is_static(checkpoints) -> bool:
+    """True unless the checkpoints hold a ``jax.Array`` (concrete or traced) anywhere."""
+    return not any(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(checkpoints))
+
+
+def _increment_runs(checkpoints: tuple[int, ...]) -> list[tuple[int, int]]:
+    """``(increment, count)`` for each run of equal consecutive checkpoint increments."""
+    runs: list[list[int]] = []
+    previous = 0
+    for c in checkpoints:
+        inc, previous = c - previous, c
+        if runs and runs[-1][0] == inc:
+            runs[-1][1] += 1
+        else:
+            runs.append([inc, 1])
+    return [(inc, count) for inc, count in runs]
 
 
 def train(
@@ -199,19 +283,28 @@ def train(
     sample_weights: jax.Array,
     lr: jax.Array,
     w0: jax.Array,
-    checkpoints: jax.Array,
+    checkpoints: jax.Array | Sequence[int] | np.ndarray,
     *,
     loss: str,
     optimizer: str = "gd",
 ) -> Trajectory:
     """Train one run and return snapshots after ``checkpoints[c]`` steps, for every c.
 
-    Only the snapshots are stored, never every step: memory is ``O(C K d)``. The checkpoint
-    values are traced (a ``while`` loop runs between consecutive ones), so any set of ``C``
-    increasing steps reuses the same compiled program. The price: reverse-mode
-    differentiation through ``train`` is not available (JAX does not transpose a ``while``
-    loop); forward mode (``jax.jvp``/``jax.jacfwd``) works, and ``step`` itself is
-    differentiable either way, e.g. inside a ``lax.scan`` of fixed length.
+    Only the snapshots are stored, never every step: memory is ``O(C K d)``. Two paths give
+    the same trajectory:
+
+    * **traced** checkpoints (a ``jax.Array``, or any value traced by ``jax.jit``): a
+      ``while`` loop with a traced trip count runs between consecutive checkpoints, so any
+      set of ``C`` increasing steps reuses the same compiled program. Reverse-mode
+      differentiation through ``train`` is then not available (JAX does not transpose a
+      ``while`` loop); forward mode (``jax.jvp``/``jax.jacfwd``) works.
+    * **static** checkpoints (a tuple, list or NumPy array of integers; under ``jax.jit``,
+      mark the argument static and pass a tuple, e.g. from :func:`static_checkpoints`): each
+      segment is a loop of fixed length (``lax.scan``), which XLA can optimise as such (a
+      traced ``while`` bound blocks its loop optimisations, notably on GPU) and which
+      reverse mode can differentiate. A run of equal consecutive increments is one loop
+      nested in a scan, so the program grows with the number of such runs, and it is
+      compiled once per distinct checkpoint tuple.
 
     Args:
       Z: signed points ``y_i x_i``, shape (n, d).
@@ -224,32 +317,61 @@ def train(
     Returns:
       A :class:`Trajectory`.
 
+    Raises:
+      ValueError: static checkpoints that are not non-decreasing non-negative integers.
+
     Example:
-      >>> import numpy as np
       >>> Z = jnp.array([[1.0, 0.0], [0.0, 1.0]])
       >>> traj = train(Z, jnp.ones(2), 0.5, jnp.zeros((1, 2)), jnp.array([0, 1]),
       ...              loss="exponential")
       >>> np.asarray(traj.w[1, 0]).tolist()  # one step: 0.5 * mean(z_i)
       [0.25, 0.25]
+      >>> static = train(Z, jnp.ones(2), 0.5, jnp.zeros((1, 2)), (0, 1), loss="exponential")
+      >>> bool((static.w == traj.w).all())
+      True
     """
     _check_loss(loss)
     sample_weights = jnp.asarray(sample_weights, Z.dtype)
     lr = jnp.asarray(lr, Z.dtype)
-    checkpoints = jnp.asarray(checkpoints)
-    increments = jnp.diff(checkpoints, prepend=jnp.zeros((1,), checkpoints.dtype))
 
     def body(_, state):
         return step(state, Z, sample_weights, lr, loss=loss, optimizer=optimizer)
 
-    def segment(state, inc):
-        state = jax.lax.fori_loop(0, inc, body, state)
+    def snapshot(state):
         log_f = jax.nn.logsumexp(log_mean_loss(state.w @ Z.T, sample_weights, loss)) - jnp.log(
             state.w.shape[0]
         )
-        return state, (state.w, log_f, state.dloss_max)
+        return state.w, log_f, state.dloss_max
 
-    _, (ws, log_f, dmax) = jax.lax.scan(segment, init(w0, optimizer=optimizer), increments)
-    return Trajectory(checkpoints, ws, log_f, dmax)
+    state = init(w0, optimizer=optimizer)
+    if not _is_static(checkpoints):
+        checkpoints = jnp.asarray(checkpoints)
+        increments = jnp.diff(checkpoints, prepend=jnp.zeros((1,), checkpoints.dtype))
+
+        def segment(state, inc):
+            state = jax.lax.fori_loop(0, inc, body, state)  # traced trip count: a while loop
+            return state, snapshot(state)
+
+        _, (ws, log_f, dmax) = jax.lax.scan(segment, state, increments)
+        return Trajectory(checkpoints, ws, log_f, dmax)
+
+    cps = static_checkpoints(checkpoints)
+    parts = []
+    for inc, count in _increment_runs(cps):
+
+        def fixed_segment(state, _, inc=inc):
+            # Python-int bounds: a scan of fixed length ``inc``.
+            state = jax.lax.fori_loop(0, inc, body, state, unroll=min(_STATIC_UNROLL, inc) or 1)
+            return state, snapshot(state)
+
+        state, part = jax.lax.scan(fixed_segment, state, None, length=count)
+        parts.append(part)
+    if parts:
+        ws, log_f, dmax = (jnp.concatenate(p) for p in zip(*parts, strict=True))
+    else:  # no checkpoints
+        ws = jnp.zeros((0, *w0.shape), Z.dtype)
+        log_f = dmax = jnp.zeros((0,), Z.dtype)
+    return Trajectory(jnp.asarray(cps, dtype=int), ws, log_f, dmax)
 
 
 def train_runs(
@@ -257,7 +379,7 @@ def train_runs(
     sample_weights: jax.Array,
     lr: jax.Array,
     w0: jax.Array,
-    checkpoints: jax.Array,
+    checkpoints: jax.Array | Sequence[int] | np.ndarray,
     *,
     loss: str,
     optimizer: str = "gd",
@@ -270,7 +392,9 @@ def train_runs(
       sample_weights: one mask per run, shape (runs, n).
       lr: one step size per run, shape (runs,).
       w0: one start per run, shape (runs, K, d).
-      checkpoints: shared checkpoint steps, shape (C,).
+      checkpoints: shared checkpoint steps, shape (C,); traced (a ``jax.Array``) or static
+        (a tuple, list or NumPy array of ints), see :func:`train`. :func:`jit_train_runs` is
+        the jitted version with static checkpoints.
       batch_size: train the runs in chunks of this size (``lax.map`` with ``batch_size``) to
         bound memory; ``None`` vmaps all runs at once. Results are identical.
 
@@ -285,6 +409,49 @@ def train_runs(
     if batch_size is None:
         return jax.vmap(one)((sample_weights, lr, w0))
     return jax.lax.map(one, (sample_weights, lr, w0), batch_size=batch_size)
+
+
+_jit_train_runs_static = jax.jit(
+    train_runs, static_argnames=("checkpoints", "loss", "optimizer", "batch_size")
+)
+
+
+def jit_train_runs(
+    Z: jax.Array,
+    sample_weights: jax.Array,
+    lr: jax.Array,
+    w0: jax.Array,
+    checkpoints: jax.Array | Sequence[int] | np.ndarray,
+    *,
+    loss: str,
+    optimizer: str = "gd",
+    batch_size: int | None = None,
+) -> Trajectory:
+    """Jitted :func:`train_runs` with static checkpoints (fixed-length loops).
+
+    Same arguments and result as :func:`train_runs`; ``checkpoints`` must be concrete (any
+    integer sequence or array, converted by :func:`static_checkpoints`). Compiled once per
+    distinct (checkpoint tuple, loss, optimizer, batch size) and argument shapes; the
+    learning rates, masks and starts stay traced. For one program for all checkpoint values,
+    use ``jax.jit(train_runs)`` with traced checkpoints instead.
+
+    Example:
+      >>> Z = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> traj = jit_train_runs(Z, loo_weights(2), jnp.full(3, 0.5), jnp.zeros((3, 1, 2)),
+      ...                       [0, 1], loss="exponential")
+      >>> np.asarray(traj.w[0, 1, 0]).tolist()
+      [0.25, 0.25]
+    """
+    return _jit_train_runs_static(
+        Z,
+        sample_weights,
+        lr,
+        w0,
+        static_checkpoints(checkpoints),
+        loss=loss,
+        optimizer=optimizer,
+        batch_size=batch_size,
+    )
 
 
 def loo_weights(n: int, dtype=jnp.float64) -> jax.Array:

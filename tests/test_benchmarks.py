@@ -17,9 +17,16 @@ def load(name):
 
 
 def test_loo_benchmark_quick_runs_and_agrees_with_the_loop():
-    (result,) = load("bench_loo").main(["--quick"])
-    assert result["max_abs_diff_vs_loop"] < 1e-4  # float32
-    assert result["main_s"] > 0
+    results = load("bench_loo").main(["--quick"])
+    assert [r["loss"] for r in results] == ["exponential", "logistic"]
+    for result in results:
+        assert result["dtype"] == "float32"
+        # public path, traced and static checkpoints all agree with the per-run loop.
+        assert result["max_abs_diff_vs_loop"] < 1e-4
+        assert result["max_abs_diff_static_vs_traced"] < 1e-5
+        for k in ("public", "traced", "static", "loop", "roof"):
+            assert result[f"{k}_s"] > 0
+        assert result["public_path"] in ("traced", "static")
 
 
 @pytest.mark.slow

@@ -18,6 +18,8 @@ from helpers import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from jax import monitoring
+from jax.extend.core import jaxprs_in_params
 
 from stabtheory import data, heads
 
@@ -118,11 +120,165 @@ def test_log_loss_derivative_finite_and_exact(loss):
     np.testing.assert_allclose(got, expected, rtol=tol(F64), atol=tol(F64))
 
 
+# --------------------------------------------------------------------------------------------
+# |l'| with one transcendental (dloss_abs)
+
+
+def previous_dloss_abs(m, loss):
+    """What ``step`` computed before ``dloss_abs``: ``exp(log_dloss(m))``."""
+    return jnp.exp(heads.log_dloss(m, loss))
+
+
+def margin_grid(dtype):
+    rng = np.random.default_rng(0)
+    parts = [
+        np.linspace(-800.0, 800.0, 8001),
+        rng.standard_normal(2000),
+        30.0 * rng.standard_normal(2000),
+        300.0 * rng.standard_normal(2000),
+        np.geomspace(1e-300, 1e3, 500),
+        -np.geomspace(1e-300, 1e3, 500),
+        np.asarray(MARGINS),
+    ]
+    return np.concatenate(parts).astype(dtype)
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [(np.float64, 1e-14), (np.float32, 1e-6)])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_dloss_abs_matches_previous_formula(loss, dtype, rtol):
+    m = jnp.asarray(margin_grid(dtype))
+    new = np.asarray(heads.dloss_abs(m, loss))
+    old = np.asarray(previous_dloss_abs(m, loss))
+    assert new.dtype == dtype
+    assert not np.any(np.isnan(new))
+    if loss == "exponential":
+        np.testing.assert_array_equal(new, old)  # the same exp(-m)
+        return
+    assert np.all((new >= 0.0) & (new <= 1.0))
+    tiny = np.finfo(dtype).tiny
+    normal = old >= tiny
+    assert normal.sum() > m.size // 2
+    np.testing.assert_allclose(new[normal], old[normal], rtol=rtol, atol=0.0)
+    # Where the previous value underflowed (subnormal or zero), so does the new one.
+    assert np.all(new[~normal] < tiny)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_dloss_abs_matches_mpmath(loss):
+    m = np.asarray(MARGINS, F64)
+    got = np.asarray(heads.dloss_abs(jnp.asarray(m), loss))
+    expected = np.array([float(mpmath.exp(mp_log_dloss(v, loss))) for v in m])
+    finite = np.isfinite(expected) & (expected >= np.finfo(F64).tiny)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-14, atol=0.0)
+    # Underflow and overflow as exp(-m) itself: exactly 0 or inf, never NaN.
+    assert not np.any(np.isnan(got))
+    np.testing.assert_array_equal(got[~finite], np.where(expected[~finite] > 1.0, np.inf, 0.0))
+
+
+@pytest.mark.parametrize(
+    ("m", "loss", "expected"),
+    [
+        (1e3, "logistic", 0.0),
+        (1e4, "logistic", 0.0),
+        (-1e3, "logistic", 1.0),
+        (-1e4, "logistic", 1.0),
+        (1e3, "exponential", 0.0),
+        (1e4, "exponential", 0.0),
+        (-1e3, "exponential", np.inf),  # e^1000 overflows, as before
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dloss_abs_extreme_margins_exact(m, loss, expected, dtype):
+    got = heads.dloss_abs(jnp.asarray(m, dtype), loss)
+    assert got.dtype == dtype
+    assert float(got) == expected
+    assert float(got) == float(previous_dloss_abs(jnp.asarray(m, dtype), loss))
+
+
+TRANSCENDENTAL = {"exp", "exp2", "log", "log1p", "expm1", "logistic", "tanh", "pow"}
+
+
+def transcendental_eqns(jaxpr) -> list[tuple[str, tuple]]:
+    """(primitive, output shape) of every transcendental equation, sub-jaxprs included."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in TRANSCENDENTAL:
+            found.append((eqn.primitive.name, tuple(eqn.outvars[0].aval.shape)))
+        for sub in jaxprs_in_params(eqn.params):
+            found.extend(transcendental_eqns(sub))
+    return found
+
+
+@pytest.mark.parametrize(("loss", "op"), [("exponential", "exp"), ("logistic", "logistic")])
+def test_dloss_abs_is_one_transcendental(loss, op):
+    m = jnp.linspace(-5.0, 5.0, 7)
+    jaxpr = jax.make_jaxpr(lambda v: heads.dloss_abs(v, loss))(m).jaxpr
+    assert transcendental_eqns(jaxpr) == [(op, (7,))]
+    # jax.nn.sigmoid is one logistic primitive; JAX lowers it to 1 / (1 + exp(-x)) (or to
+    # one StableHLO logistic op): a single exponential either way, no logarithm.
+    text = jax.jit(lambda v: heads.dloss_abs(v, loss)).lower(m).as_text()
+    n_exp = text.count("stablehlo.exponential")
+    n_logistic = text.count("stablehlo.logistic")
+    assert n_exp + n_logistic == 1
+    assert "stablehlo.log " not in text and "stablehlo.log_plus_one" not in text
+
+
+@pytest.mark.parametrize(("loss", "op"), [("exponential", "exp"), ("logistic", "logistic")])
+def test_step_has_one_transcendental_per_sample(loss, op):
+    # Per step: one op over the (K, n) margins, one scalar for the running max of |l'|.
+    K, n, d = 2, 9, 3
+    state = heads.init(jnp.zeros((K, d)))
+    jaxpr = jax.make_jaxpr(lambda st, Z, s: heads.step(st, Z, s, jnp.asarray(0.1), loss=loss))(
+        state, jnp.ones((n, d)), jnp.ones(n)
+    ).jaxpr
+    assert sorted(transcendental_eqns(jaxpr)) == [(op, ()), (op, (K, n))]
+
+
+def test_logistic_step_exact_at_margins_of_plus_minus_1e3():
+    # margins 1e3, -1e3, 0: |l'| = 0, 1, 1/2 exactly; grad = -(0 z1 + z2 + z3/2) / 3.
+    Z = jnp.asarray([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    w = jnp.asarray([[1e3, -1e3]])
+    state = heads.step(heads.init(w), Z, jnp.ones(3), jnp.asarray(1.0), loss="logistic")
+    expected = np.array([[1e3 + 0.5 / 3, -1e3 + 1.5 / 3]])
+    np.testing.assert_allclose(np.asarray(state.w), expected, rtol=1e-15, atol=0.0)
+    assert float(state.dloss_max) == 1.0
+    # The S\i mask that drops the wrong-side point: |l'| = 0, 1/2 over two samples.
+    state = heads.step(
+        heads.init(w), Z, jnp.asarray([1.0, 0.0, 1.0]), jnp.asarray(1.0), loss="logistic"
+    )
+    np.testing.assert_allclose(
+        np.asarray(state.w), np.array([[1e3 + 0.25, -1e3 + 0.25]]), rtol=1e-15, atol=0.0
+    )
+    assert float(state.dloss_max) == 0.5
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_step_gradient_matches_previous_formula(loss):
+    # The GD step with dloss_abs against the same step written with exp(log_dloss).
+    rng = np.random.default_rng(5)
+    Z = jnp.asarray(rng.standard_normal((40, 5)))
+    s = jnp.asarray((rng.uniform(size=40) > 0.2).astype(F64))
+    scales = (0.1, 3.0, 30.0) if loss == "exponential" else (0.1, 3.0, 30.0, 300.0)
+    for scale in scales:  # margins up to about 1e3 for the logistic loss
+        w = jnp.asarray(scale * rng.standard_normal((3, 5)))
+        got = heads.step(heads.init(w), Z, s, jnp.asarray(0.7), loss=loss)
+        m = w @ Z.T
+        g = previous_dloss_abs(m, loss) * s
+        grad = -(g @ Z) / (3 * jnp.sum(s))
+        want_w = w - 0.7 * grad
+        want_dmax = previous_dloss_abs(jnp.min(jnp.where(s > 0, m, jnp.inf)), loss)
+        assert np.all(np.isfinite(np.asarray(want_w)))
+        assert_close_scaled(got.w, want_w, scale=np.abs(np.asarray(want_w)).max(), factor=0.01)
+        np.testing.assert_allclose(float(got.dloss_max), float(want_dmax), rtol=1e-14)
+
+
 def test_unknown_loss_raises():
     with pytest.raises(ValueError, match="loss must be one of"):
         heads.log_loss(jnp.zeros(2), "hinge")
     with pytest.raises(ValueError, match="loss must be one of"):
         heads.log_dloss(jnp.zeros(2), "hinge")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        heads.dloss_abs(jnp.zeros(2), "hinge")
     with pytest.raises(ValueError, match="loss must be one of"):
         heads.train(jnp.eye(2), jnp.ones(2), 0.1, jnp.zeros((1, 2)), jnp.array([1]), loss="hinge")
 
@@ -435,6 +591,173 @@ def test_no_recompilation_for_traced_hyperparameters():
     ref = np_gd(np.asarray(Z), 1.5, np.zeros((1, 3)), [3, 400], "exponential")
     compare_trajectory(b, ref)
     assert not np.array_equal(np.asarray(a.w), np.asarray(b.w))
+
+
+# --------------------------------------------------------------------------------------------
+# Static checkpoints (fixed-length loops) against traced ones (one program for all values)
+
+jtrain_runs_static = jax.jit(
+    heads.train_runs, static_argnames=("checkpoints", "loss", "optimizer", "batch_size")
+)
+
+# A start, repeats, a run of equal increments (13, 13, 13) and single steps.
+STATIC_CPS = (0, 1, 1, 7, 20, 33, 46, 47, 120)
+
+
+def assert_same_trajectory(got, want):
+    """Equal to rounding: weights within 1e-15 of their size per checkpoint, the rest likewise."""
+    np.testing.assert_array_equal(np.asarray(got.steps), np.asarray(want.steps))
+    assert np.asarray(got.steps).dtype == np.asarray(want.steps).dtype
+    w, w_ref = np.asarray(got.w), np.asarray(want.w)
+    assert w.shape == w_ref.shape
+    axes = tuple(i for i in range(w.ndim) if i != w.ndim - 3)  # all but the checkpoint axis
+    scale = np.max(np.abs(w_ref), axis=axes, keepdims=True)
+    assert np.all(np.abs(w - w_ref) <= 1e-15 * scale), np.max(np.abs(w - w_ref) / scale)
+    for field in ("log_loss", "dloss_max"):
+        a, b = np.asarray(getattr(got, field)), np.asarray(getattr(want, field))
+        np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("optimizer", heads.OPTIMIZERS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_static_checkpoints_give_the_traced_trajectory(loss, optimizer):
+    Z, s, lr, w0 = (jnp.asarray(v) for v in runs_inputs(seed=2))
+    kw = {"loss": loss, "optimizer": optimizer}
+    traced = jtrain_runs(Z, s, lr, w0, jnp.asarray(STATIC_CPS), **kw)
+    static = heads.jit_train_runs(Z, s, lr, w0, STATIC_CPS, **kw)
+    assert_same_trajectory(static, traced)
+    # And both match the independent numpy loop.
+    ref = np_gd(
+        np.asarray(Z),
+        float(lr[1]),
+        np.asarray(w0[1]),
+        STATIC_CPS,
+        loss,
+        sample_weights=np.asarray(s[1]),
+        optimizer=optimizer,
+    )
+    compare_trajectory(jax.tree.map(lambda x: x[1], static), ref)
+
+
+def test_static_checkpoints_through_every_entry_point():
+    Z, s, lr, w0 = (jnp.asarray(v) for v in runs_inputs(seed=2))
+    kw = {"loss": "logistic", "optimizer": "momentum"}
+    traced = jtrain_runs(Z, s, lr, w0, jnp.asarray(STATIC_CPS), **kw)
+    # jax.jit with checkpoints marked static, in chunks.
+    chunked = jtrain_runs_static(Z, s, lr, w0, STATIC_CPS[:4], batch_size=2, **kw)
+    assert_same_trajectory(chunked, jax.tree.map(lambda x: x[:, :4], traced))
+    # One run through train, with a NumPy array of checkpoints (static, eager).
+    one = heads.train(Z, s[1], lr[1], w0[1], np.asarray(STATIC_CPS[2:4]), **kw)
+    assert_same_trajectory(one, jax.tree.map(lambda x: x[1, 2:4], traced))
+
+
+def test_static_checkpoints_from_one_to_many_segments():
+    Z, s, lr, w0 = (jnp.asarray(v) for v in runs_inputs(seed=3))
+    for cps in [(), (57,), (0, 0, 5), tuple(range(0, 50, 7))]:
+        traced = jtrain_runs(Z, s, lr, w0, jnp.asarray(cps, dtype=int), loss="logistic")
+        static = heads.jit_train_runs(Z, s, lr, w0, cps, loss="logistic")
+        assert static.w.shape == (5, len(cps), 2, 3)
+        assert_same_trajectory(static, traced)
+
+
+def test_static_checkpoints_compile_once_per_distinct_tuple():
+    Z, s, lr, w0 = (jnp.asarray(v) for v in runs_inputs(n=11, d=2, runs=3, seed=5))
+    traces = []
+
+    def counted(Z, s, lr, w0, checkpoints):
+        traces.append(checkpoints)  # Python side effect: runs once per trace
+        return heads.train_runs(Z, s, lr, w0, checkpoints, loss="logistic")
+
+    f = jax.jit(counted, static_argnames="checkpoints")
+    a = f(Z, s, lr, w0, (0, 5, 10))
+    b = f(Z, s, 2.0 * lr, w0 + 0.1, (0, 5, 10))  # new traced values: no new trace
+    c = f(Z, s, lr, w0, (0, 5, 20))  # new checkpoints: one new trace
+    d = f(Z, s, lr, w0, (0, 5, 10))
+    assert traces == [(0, 5, 10), (0, 5, 20)]
+    assert not np.array_equal(np.asarray(a.w), np.asarray(b.w))
+    np.testing.assert_array_equal(np.asarray(a.w[:, :2]), np.asarray(c.w[:, :2]))
+    np.testing.assert_array_equal(np.asarray(a.w), np.asarray(d.w))
+
+    # jit_train_runs: one XLA compilation per distinct checkpoint tuple, whatever its type.
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    args = (Z, s, lr, w0)
+    lr2, w02 = jax.block_until_ready((lr + 0.5, -w0))
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        heads.jit_train_runs(*args, (0, 3, 9), loss="exponential")
+        assert len(compiles) == 1
+        for cps in (
+            [0, 3, 9],
+            np.array([0, 3, 9]),
+            jnp.array([0, 3, 9]),
+            (np.int64(0), np.int32(3), 9),
+        ):
+            heads.jit_train_runs(*args, cps, loss="exponential")
+        heads.jit_train_runs(Z, s, lr2, w02, (0, 3, 9), loss="exponential")
+        assert len(compiles) == 1
+        heads.jit_train_runs(*args, (0, 3, 10), loss="exponential")
+        assert len(compiles) == 2
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+
+
+def test_checkpoints_traced_by_jit_take_the_traced_path():
+    # A list passed to jax.jit without marking it static is a list of tracers: the traced
+    # path, as before (one program for all values).
+    Z = jnp.asarray(signed_points(6, 3, seed=2))
+    traces = []
+
+    def counted(cps):
+        traces.append(1)
+        return heads.train(Z, jnp.ones(6), 0.5, jnp.zeros((1, 3)), cps, loss="logistic")
+
+    f = jax.jit(counted)
+    a = f([2, 9])
+    b = f([3, 40])
+    assert len(traces) == 1
+    ref = np_gd(np.asarray(Z), 0.5, np.zeros((1, 3)), [3, 40], "logistic")
+    compare_trajectory(b, ref)
+    assert not np.array_equal(np.asarray(a.w), np.asarray(b.w))
+
+
+@pytest.mark.parametrize(
+    "bad", [(3, 1), (-1, 2), (1.0, 2.0), [[1, 2]], np.array([0.5]), (True, False)]
+)
+def test_static_checkpoints_validation(bad):
+    with pytest.raises(ValueError, match="checkpoints must be"):
+        heads.static_checkpoints(bad)
+    with pytest.raises(ValueError, match="checkpoints must be"):
+        heads.train(jnp.eye(2), jnp.ones(2), 0.1, jnp.zeros((1, 2)), bad, loss="logistic")
+
+
+def test_static_checkpoints_normalises_to_a_tuple_of_ints():
+    got = heads.static_checkpoints(np.array([0, 4, 4, 9], np.int32))
+    assert got == (0, 4, 4, 9) and all(type(v) is int for v in got)
+    assert heads.static_checkpoints(jnp.array([2, 5])) == (2, 5)
+    assert heads.static_checkpoints([]) == ()
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_reverse_mode_through_static_checkpoints(loss):
+    # Fixed-length loops are differentiable in reverse mode; the traced path is not, but its
+    # forward-mode derivative must agree.
+    Z = jnp.asarray(signed_points(10, 3, seed=6))
+    w0 = jnp.asarray(random_start(1, 3, seed=2))
+
+    def final(lr, cps):
+        return heads.train(Z, jnp.ones(10), lr, w0, cps, loss=loss).log_loss[-1]
+
+    rev = jax.jit(jax.grad(lambda a: final(a, (0, 5, 30))))(0.4)
+    fwd = jax.jit(lambda a: jax.jvp(lambda b: final(b, jnp.array([0, 5, 30])), (a,), (1.0,))[1])(
+        0.4
+    )
+    assert np.isfinite(float(rev))
+    np.testing.assert_allclose(float(rev), float(fwd), rtol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
