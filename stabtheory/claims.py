@@ -1,11 +1,12 @@
-"""The paper's claims (THEORY.md section 5) turned into verdicts from sweeps.
+"""The paper's claims (docs/theory.md section 5) turned into verdicts from sweeps.
 
 A claim says that stability improves when a parameter moves one way: e.g. ``head.margin``,
 "a larger margin gives more stability", predicts that the *instability* (the mean
 leave-one-out value of a notion) decreases as the margin grows. The statistic is Kendall's
-tau between the swept parameter and the mean instability, with a bootstrap interval obtained
-by resampling the samples ``i`` within every configuration (a paired bootstrap when every
-configuration has the same samples). In one regime the verdict is
+tau between the swept parameter and the mean instability (over data draws and samples), with
+a hierarchical bootstrap interval: the independent data draws are resampled, then the samples
+``i`` within each draw (paired across configurations that share their draws and samples). In
+one regime the verdict is
 
 * ``supported``: the interval lies strictly on the predicted side of 0,
 * ``refuted``: it lies strictly on the other side,
@@ -16,8 +17,8 @@ decisive. Over several regimes (loss, early or late training, testbed, model), a
 ``regime-dependent`` when some regimes support it and others refute it (the verdict names
 which), ``supported`` or ``refuted`` when the decisive regimes agree and make at least half of
 all regimes (the others being inconclusive, which the explanation lists), and
-``inconclusive`` otherwise. The intervals resample the samples of one dataset draw: verdicts
-are conditional on that draw.
+``inconclusive`` otherwise. With a single draw the interval can only resample samples within
+it, and the verdict is conditional on that draw.
 """
 
 from __future__ import annotations
@@ -27,7 +28,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["HEAD_CLAIMS", "Claim", "RegimeVerdict", "Verdict", "combine", "kendall_tau", "verdict"]
+__all__ = [
+    "HEAD_CLAIMS",
+    "Claim",
+    "RegimeVerdict",
+    "Verdict",
+    "bootstrap_means",
+    "combine",
+    "kendall_tau",
+    "verdict",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,20 +61,25 @@ HEAD_CLAIMS = {
 }
 
 
-def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+def kendall_tau(x: Sequence[float], y) -> float | np.ndarray:
     """Kendall's tau-b between two sequences (ties handled as in tau-b).
+
+    ``y`` may also be a 2-D array (rows of values, e.g. bootstrap replicates): then one tau per
+    row is returned.
 
     Example:
       >>> kendall_tau([1, 2, 3], [3, 2, 1])
       -1.0
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
-    dx = np.sign(x[:, None] - x[None, :])
-    dy = np.sign(y[:, None] - y[None, :])
     iu = np.triu_indices(len(x), 1)
-    dx, dy = dx[iu], dy[iu]
-    denom = np.sqrt(np.sum(dx != 0) * np.sum(dy != 0))
-    return float(np.sum(dx * dy) / denom) if denom > 0 else 0.0
+    dx = np.sign(x[:, None] - x[None, :])[iu]
+    dy = np.sign(y[..., :, None] - y[..., None, :])[..., iu[0], iu[1]]
+    denom = np.sqrt(np.sum(dx != 0) * np.sum(dy != 0, axis=-1))
+    num = np.sum(dx * dy, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), 0.0)
+    return float(tau) if tau.ndim == 0 else tau
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +92,40 @@ class RegimeVerdict:
     ci: tuple[float, float]
     parameter_values: list
     instability: list
+
+
+def _as_draws(values) -> np.ndarray:
+    """Per-sample instabilities as a (draws, samples) array: a 1-D array is one draw."""
+    a = np.asarray(values, float)
+    if a.ndim not in (1, 2) or a.size == 0:
+        raise ValueError(f"per-sample values must be (n,) or (draws, n), got shape {a.shape}.")
+    return a[None] if a.ndim == 1 else a
+
+
+def bootstrap_means(per_sample: Sequence[np.ndarray], n_boot: int, rng) -> np.ndarray:
+    """Hierarchical bootstrap of the mean instability of every configuration: (n_boot, configs).
+
+    Each configuration's values are (draws, n): the draws are resampled with replacement,
+    then the samples within every chosen draw. When every configuration has the same numbers
+    of draws and samples, they share the resampled indices (a paired bootstrap: draw ``r``
+    and sample ``i`` are the same data in every configuration of a one-at-a-time sweep).
+    """
+    arrays = [_as_draws(v) for v in per_sample]
+    shapes = {a.shape for a in arrays}
+
+    def indices(R: int, n: int):
+        draws = rng.integers(0, R, size=(n_boot, R))
+        samples = rng.integers(0, n, size=(n_boot, R, n))
+        return draws, samples
+
+    if len(shapes) == 1:
+        draws, samples = indices(*shapes.pop())
+        return np.stack([a[draws[..., None], samples].mean(axis=(1, 2)) for a in arrays], axis=1)
+    cols = []
+    for a in arrays:
+        draws, samples = indices(*a.shape)
+        cols.append(a[draws[..., None], samples].mean(axis=(1, 2)))
+    return np.stack(cols, axis=1)
 
 
 def verdict(
@@ -94,29 +143,19 @@ def verdict(
     Args:
       claim: the :class:`Claim`.
       parameter_values: the swept values, one per configuration.
-      per_sample: per configuration, the per-sample instability values (lengths may differ).
+      per_sample: per configuration, the per-sample instability values: ``(n,)`` for one
+        data draw or ``(draws, n)`` (sizes may differ between configurations).
       regime: a name for the regime.
 
     Returns:
       :class:`RegimeVerdict` with Kendall's tau of (parameter, mean instability) and its
-      bootstrap interval (resampling samples within every configuration).
+      bootstrap interval (:func:`bootstrap_means`: draws, then samples within a draw).
     """
     rng = np.random.default_rng(seed)
     means = np.array([np.mean(v) for v in per_sample])
     tau = kendall_tau(parameter_values, means)
-    sizes = {len(v) for v in per_sample}
-    if len(sizes) == 1:  # the same samples in every configuration: a paired bootstrap
-        idx = rng.integers(0, sizes.pop(), size=(n_boot, len(per_sample[0])))
-        boot_means = np.stack([np.asarray(v)[idx].mean(axis=1) for v in per_sample], axis=1)
-    else:
-        boot_means = np.stack(
-            [
-                np.asarray(v)[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
-                for v in per_sample
-            ],
-            axis=1,
-        )  # (n_boot, configs)
-    taus = np.array([kendall_tau(parameter_values, row) for row in boot_means])
+    boot_means = bootstrap_means(per_sample, n_boot, rng)  # (n_boot, configs)
+    taus = kendall_tau(parameter_values, boot_means)
     alpha = (1 - level) / 2
     lo, hi = float(np.quantile(taus, alpha)), float(np.quantile(taus, 1 - alpha))
     s = claim.predicted_sign
@@ -151,8 +190,8 @@ class Verdict:
             "verdict": self.verdict,
             "explanation": self.explanation,
             "statistic": {
-                "name": "Kendall tau-b of (parameter, mean instability), bootstrap 95% CI "
-                "(resampling samples within each configuration)",
+                "name": "Kendall tau-b of (parameter, mean instability), hierarchical "
+                "bootstrap 95% CI (resampling data draws, then samples within each draw)",
                 "regimes": [dataclasses.asdict(r) for r in self.regimes],
             },
             "figure": self.figure,

@@ -1,16 +1,18 @@
 """The ``stabtheory`` command.
 
-``stabtheory verify [--quick] [--out DIR] [--force] [--study head finetune stabilizers|all]``
-runs the head-tuning study and the full fine-tuning study (and, when asked, the stabilizers
-study) on their embedded data (generated, and
-scikit-learn's bundled digits), checks every applicable theorem per sample, judges the paper's
-claims and writes ``report.json``, ``report.md`` and the figures into ``DIR``. It exits
-with status 1 when a rigorous bound is exceeded beyond numerical tolerance, naming it.
+``stabtheory verify [--quick] [--out DIR] [--force] [--replicates R] [--study NAME ...]`` runs
+the registered studies (default: head tuning and full fine-tuning; ``--study stabilizers`` or
+``all`` for more) on their embedded data (generated, and scikit-learn's bundled digits) through
+the sweep engine, checks every applicable theorem per sample, judges the paper's claims and
+writes ``report.json``, ``report.md`` and the figures into ``DIR``, with the finished chunks under
+``DIR/.chunks`` (a killed run started again resumes from them). It exits with status 1 when a
+rigorous bound is exceeded beyond numerical tolerance, naming it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -34,6 +36,18 @@ class _Progress:
         self.stream.flush()
 
 
+def _distributed(args: argparse.Namespace) -> None:
+    """Join JAX's multi-controller runtime when asked (one process per host or per device)."""
+    if args.num_processes and args.num_processes > 1:
+        import jax
+
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+
+
 def _verify(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = Path(args.out)
@@ -44,38 +58,53 @@ def _verify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.replicates is not None and args.replicates < 1:
+        print("error: --replicates must be at least 1.", file=sys.stderr)
+        return 2
+    import jax
+
     import stabtheory  # noqa: F401  (enables float64)
     from stabtheory.report import write_report
-    from stabtheory.simulations.finetune import FineTuneStudySpec, run_finetune_study
-    from stabtheory.simulations.head import HeadStudySpec, run_head_study
+    from stabtheory.simulations import STUDIES, engine
 
-    studies = {"head", "finetune", "stabilizers"} if "all" in args.study else set(args.study)
-    head = finetune = stabilizers = None
-    if "head" in studies:
-        spec = HeadStudySpec.quick() if args.quick else HeadStudySpec()
-        head = run_head_study(spec, progress=None if args.no_progress else _Progress())
-    if "finetune" in studies:
-        ft_spec = FineTuneStudySpec.quick() if args.quick else FineTuneStudySpec()
-        finetune = run_finetune_study(ft_spec, progress=None if args.no_progress else _Progress())
-    if "stabilizers" in studies:
-        from stabtheory.simulations.stabilizers import StabilizerStudySpec, run_stabilizer_study
-
-        st_spec = StabilizerStudySpec.quick() if args.quick else StabilizerStudySpec()
-        stabilizers = run_stabilizer_study(
-            st_spec, progress=None if args.no_progress else _Progress()
-        )
-    report = write_report(
-        head,
-        out,
-        runtime_s=time.perf_counter() - start,
-        finetune=finetune,
-        stabilizers=stabilizers,
+    _distributed(args)
+    engine.enable_compilation_cache()
+    names = list(STUDIES) if "all" in args.study else list(dict.fromkeys(args.study))
+    executor = engine.Executor(
+        out, force=args.force, progress=None if args.no_progress else _Progress()
     )
+    results, specs, timings = {}, {}, {}
+    for name in names:
+        entry = STUDIES[name]
+        specs[name] = entry.spec(quick=args.quick, replicates=args.replicates)
+        t0 = time.perf_counter()
+        results[name] = entry.run(specs[name], executor)
+        timings[name] = time.perf_counter() - t0
+    if jax.process_index() != 0:  # process 0 writes the report
+        print(f"process {jax.process_index()}: {executor.computed} chunks computed")
+        return 0
+    replicates = {k: s.replicates for k, s in specs.items() if hasattr(s, "replicates")}
+    report = write_report(
+        results.get("head"),
+        out,
+        finetune=results.get("finetune"),
+        stabilizers=results.get("stabilizers"),
+        environment=engine.environment(replicates),
+    )
+    runtime = time.perf_counter() - start
+    timings = {
+        "runtime_s": runtime,
+        "studies_s": timings,
+        "chunks_computed": executor.computed,
+        "chunks_loaded": executor.loaded,
+    }
+    (out / "timings.json").write_text(json.dumps(timings, indent=1))
     applicable = [c for c in report["checks"] if c["applicable"]]
+    resumed = f", {executor.loaded} chunks loaded from {out}/.chunks" if executor.loaded else ""
     print(
         f"{len(report['checks'])} checks ({len(applicable)} applicable), "
         f"{report['violations']} violations; report in {out}/report.md "
-        f"({report['runtime_s']:.1f} s)"
+        f"({runtime:.1f} s{resumed})"
     )
     for v in report["claims"]:
         print(f"  {v['id']:<16} {v['notion']:<14} {v['verdict']}")
@@ -92,21 +121,40 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
+    from stabtheory.simulations import STUDIES
+
     parser = argparse.ArgumentParser(prog="stabtheory", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("verify", help="check the theory against simulations and write a report")
-    v.add_argument("--quick", action="store_true", help="a reduced study (about 30 s)")
+    v.add_argument("--quick", action="store_true", help="reduced studies (under a minute)")
     v.add_argument("--out", default="stabtheory-report", help="output directory")
-    v.add_argument("--force", action="store_true", help="overwrite an existing report")
+    v.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing report and recompute every persisted chunk",
+    )
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.add_argument(
         "--study",
         nargs="+",
-        choices=("head", "finetune", "stabilizers", "all"),
-        default=["head", "finetune"],
-        help="studies to run: head tuning (THEORY.md section 3), full fine-tuning (section 2), "
-        "the stabilizers MMR/MHLoss/SURT across seeds (section 4); default: head finetune",
+        choices=(*STUDIES, "all"),
+        default=[name for name, e in STUDIES.items() if e.default],
+        help="studies to run: "
+        + "; ".join(f"{name}: {e.description}" for name, e in STUDIES.items())
+        + "; default: "
+        + " ".join(name for name, e in STUDIES.items() if e.default),
     )
+    v.add_argument(
+        "--replicates",
+        type=int,
+        default=None,
+        help="independent data draws per configuration (default: the study's own, "
+        "10 for head, 5 for finetune; --quick: 3 and 2)",
+    )
+    dist = v.add_argument_group("several processes (JAX multi-controller runtime)")
+    dist.add_argument("--coordinator", default=None, help="HOST:PORT of process 0")
+    dist.add_argument("--num-processes", type=int, default=None, help="number of processes")
+    dist.add_argument("--process-id", type=int, default=None, help="this process's index")
     args = parser.parse_args(argv)
     if args.command == "verify":
         return _verify(args)

@@ -21,6 +21,7 @@ import numpy as np
 from matplotlib.ticker import NullFormatter
 
 from stabtheory.bounds.base import BoundCheck
+from stabtheory.claims import bootstrap_means
 from stabtheory.stability import bootstrap_mean_ci
 
 __all__ = ["plot_bound_vs_empirical", "plot_claim"]
@@ -48,9 +49,9 @@ def plot_bound_vs_empirical(
     ax.plot(steps, emp.max(axis=1), ":", color=c, label="empirical (max over i)")
     ok = check.applicable_at
     if ok.any():
-        b = bound[ok]
-        ax.plot(steps[ok], b.mean(axis=1), "--", color="k", label=f"bound {name} (mean)")
-        ax.plot(steps[ok], b.max(axis=1), "-.", color="0.5", label="bound (max over i)")
+        b = np.where(check.entry_mask, bound, np.nan)[ok]
+        ax.plot(steps[ok], np.nanmean(b, axis=1), "--", color="k", label=f"bound {name} (mean)")
+        ax.plot(steps[ok], np.nanmax(b, axis=1), "-.", color="0.5", label="bound (max over i)")
     else:
         failed = ", ".join(a.name for a in check.assumptions if not a.holds)
         ax.text(
@@ -98,7 +99,9 @@ def plot_claim(
 
     Args:
       parameter: the swept parameter's name (x label).
-      curves: ``{label: (parameter_values, per_sample_values_per_config)}``.
+      curves: ``{label: (parameter_values, per_sample_values_per_config)}``; the values of a
+        configuration are ``(n,)`` for one data draw or ``(draws, n)``, and the interval is
+        the hierarchical bootstrap of :func:`stabtheory.claims.bootstrap_means`.
       logx: log x axis when the values span more than a decade.
     """
     if ax is None:
@@ -106,7 +109,8 @@ def plot_claim(
     for label, (xs, per_sample) in curves.items():
         xs = np.asarray(xs, float)
         means = np.array([np.mean(v) for v in per_sample])
-        ci = np.array([bootstrap_mean_ci(np.asarray(v)) for v in per_sample])
+        boot = bootstrap_means(per_sample, 2000, np.random.default_rng(0))
+        ci = np.quantile(boot, [0.025, 0.975], axis=0).T
         yerr = np.abs(np.stack([means - ci[:, 0], ci[:, 1] - means]))
         ax.errorbar(xs, means, yerr=yerr, marker="o", ms=3, capsize=2, label=label)
     all_x = np.concatenate([np.asarray(xs, float) for xs, _ in curves.values()])

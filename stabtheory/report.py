@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import platform
 from pathlib import Path
 
-import jax
 import matplotlib
 
 matplotlib.use("Agg")
@@ -17,6 +18,7 @@ from stabtheory import plotting
 from stabtheory.bounds import REGISTRY
 from stabtheory.bounds.finetune import ft1_signs
 from stabtheory.bounds.head import h2_time_monotonicity
+from stabtheory.simulations import engine
 from stabtheory.simulations.finetune import MEASURES, FineTuneStudy, sweeps
 from stabtheory.simulations.head import NOTIONS, HeadStudy
 
@@ -40,14 +42,16 @@ def _jsonable(x):
 def build_report(
     study: HeadStudy | None,
     *,
-    runtime_s: float,
     finetune: FineTuneStudy | None = None,
     stabilizers=None,
+    environment: dict | None = None,
 ) -> dict:
     """The report as a JSON-able dict (schema ``stabtheory.report/1``).
 
     ``checks`` and ``claims`` hold the rows of every study that ran (head tuning, full
     fine-tuning); ``taylor`` states how far the real network departs from the Taylor model.
+    The report holds no wall times (they go to ``timings.json``), so a resumed run and an
+    uninterrupted one write the same report.
     """
     pairs = (study.checks if study else []) + (finetune.checks if finetune else [])
     checks = [chk.summary() for _, chk in pairs]
@@ -58,13 +62,9 @@ def build_report(
     )
     studies = {}
     if study:
-        studies["head"] = {
-            "spec": study.spec.__dict__,
-            "steps": study.steps.tolist(),
-            "runtime_s": study.runtime_s,
-        }
+        studies["head"] = {"spec": study.spec.__dict__, "steps": study.steps.tolist()}
     if finetune:
-        studies["finetune"] = {"spec": finetune.spec.__dict__, "runtime_s": finetune.runtime_s}
+        studies["finetune"] = {"spec": finetune.spec.__dict__}
     report = {
         "schema": SCHEMA,
         "checks": checks,
@@ -77,24 +77,23 @@ def build_report(
         "violations": sum(c["violations"] for c in checks if c["applicable"]),
         "studies": studies,
         "environment": {
+            **(environment or engine.environment({})),
             "python": platform.python_version(),
-            "jax": jax.__version__,
-            "backend": jax.default_backend(),
             "machine": platform.machine(),
         },
-        "runtime_s": runtime_s,
     }
     if stabilizers:
         from stabtheory.simulations.stabilizers import to_report
 
         report["stabilizers"] = to_report(stabilizers)
-        studies["stabilizers"] = {"runtime_s": stabilizers.runtime_s}
+        studies["stabilizers"] = {"spec": dataclasses.asdict(stabilizers.spec)}
     if finetune:
         report["taylor"] = [
             {
                 key: c[key]
                 for key in (
                     "task",
+                    "replicates",
                     "n",
                     "lam",
                     "input_scale",
@@ -225,10 +224,12 @@ def _failures(c: dict) -> str:
 
 def _markdown(report: dict, figures: list[str]) -> str:
     lines = ["# stabtheory verify report", ""]
+    env = report["environment"]
+    reps = ", ".join(f"{k} {v}" for k, v in env["replicates"].items()) or "none"
     lines.append(
-        f"Schema `{report['schema']}`; runtime {report['runtime_s']:.1f} s on "
-        f"{report['environment']['backend']} ({report['environment']['machine']}); "
-        f"**{report['violations']} violations** of rigorous bounds."
+        f"Schema `{report['schema']}`; stabtheory {env['stabtheory']}, jax {env['jax']} on "
+        f"{env['backend']} ({env['devices']} x {env['device_kind']}); data draws per "
+        f"configuration: {reps}; **{report['violations']} violations** of rigorous bounds."
     )
     lines += ["", "## Theorems", ""]
     for th in report["theorems"]:
@@ -250,17 +251,19 @@ def _markdown(report: dict, figures: list[str]) -> str:
             "the theorem applies)",
             "",
             "`vacuous` is the share of applicable entries where a direction bound is >= 2, the "
-            "largest possible distance between unit vectors (the bound then says nothing).",
+            "largest possible distance between unit vectors (the bound then says nothing). "
+            "Each row pools the samples of every data draw of its configuration; `draws` is "
+            "their number and `gamma` the mean measured max margin over them.",
             "",
-            "| theorem | notion | loss | lr | gamma | n | applicable | empirical mean | "
+            "| theorem | notion | loss | lr | gamma | n | draws | applicable | empirical mean | "
             "bound mean | bound/empirical | vacuous | violations | failed assumptions |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in head_rows:
             cfg = c["config"]
             lines.append(
                 f"| {c['theorem']} | {c['notion']} | {cfg['loss']} | {cfg['lr']} | "
-                f"{_fmt(cfg['gamma'])} | {cfg['n']} | {c['applicable']} | "
+                f"{_fmt(cfg['gamma'])} | {cfg['n']} | {cfg['replicates']} | {c['applicable']} | "
                 f"{_fmt(c['empirical_mean'])} | {_fmt(c['bound_mean'])} | "
                 f"{_fmt(c['ratio_mean'])} | {_fmt(c['vacuous_fraction'], 2)} | "
                 f"{c['violations']} | {_failures(c)} |"
@@ -275,25 +278,28 @@ def _markdown(report: dict, figures: list[str]) -> str:
             "(the Taylor model is not exact for a nonlinear network, see the faithfulness "
             "table), so they count no violations.",
             "",
-            "| theorem | notion | task | n | lam | input scale | pre-train | alpha | applicable | "
-            "empirical mean | bound mean | bound/empirical | violations | failed assumptions |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| theorem | notion | task | n | lam | input scale | pre-train | alpha | draws | "
+            "applicable | empirical mean | bound mean | bound/empirical | violations | "
+            "failed assumptions |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in ft_rows:
             cfg = c["config"]
             lines.append(
                 f"| {c['theorem']} | {c['notion']} | {cfg['task']} | {cfg['n']} | {cfg['lam']} | "
                 f"{cfg['input_scale']} | {cfg['pretrain_steps']} | {cfg['alpha']} | "
-                f"{c['applicable']} | {_fmt(c['empirical_mean'])} | {_fmt(c['bound_mean'])} | "
+                f"{cfg['replicates']} | {c['applicable']} | {_fmt(c['empirical_mean'])} | "
+                f"{_fmt(c['bound_mean'])} | "
                 f"{_fmt(c['ratio_mean'])} | {c['violations']} | {_failures(c)} |"
             )
         lines += [
             "",
             "### How far the real network departs from the Taylor model",
             "",
-            "`departure` = max over runs and checkpoints of ||w_real - w_quad|| / "
-            "||w_quad - w0||; `loss gap` = max over checkpoints of |F_real - F_quad| / F_real "
-            "on S; `real > FT-2` = (sample, t) points where the real network's leave-one-out "
+            "`departure` = max over draws, runs and checkpoints of ||w_real - w_quad|| / "
+            "||w_quad - w0||; `loss gap` = max over draws and checkpoints of |F_real - F_quad| / "
+            "F_real on S; `rho` and ||w_S - w0|| are means over the draws; `real > FT-2` = "
+            "(sample, t) points, summed over the draws, where the real network's leave-one-out "
             "change exceeds the FT-2 bound computed from the Taylor quantities, at the checkpoints "
             "where FT-2 applies (n/a: nowhere).",
             "",
@@ -311,7 +317,7 @@ def _markdown(report: dict, figures: list[str]) -> str:
     if "stabilizers" in report:
         lines += [
             "",
-            "## Stabilizers across seeds (THEORY.md section 4)",
+            "## Stabilizers across seeds (docs/theory.md section 4)",
             "",
             "Per testbed and method: test accuracy over seeds, the ratio of its std to plain "
             "fine-tuning's (95% bootstrap interval over seeds) with the Brown-Forsythe p-value, "
@@ -347,8 +353,9 @@ def _markdown(report: dict, figures: list[str]) -> str:
         "",
         "Statistic: "
         + (report["claims"][0]["statistic"]["name"] if report["claims"] else "")
-        + ". The intervals resample the samples of one dataset draw, so a verdict is "
-        "conditional on that draw; an effect below 1e-9 relative is never decisive; "
+        + ". The intervals resample the independent data draws of each configuration, then "
+        "the samples within each draw (docs/theory.md section 5); an effect below 1e-9 "
+        "relative is never decisive; "
         "'regime-dependent' means some regimes support and others refute the claim.",
         "",
         "## Figures",
@@ -361,7 +368,7 @@ def _markdown(report: dict, figures: list[str]) -> str:
 def _ft_figures(ft: FineTuneStudy, out: Path) -> list[str]:
     names = []
     spec = ft.spec
-    base_idx = [k for task in spec.tasks for k in ft.find(**spec.base(task))]
+    base_idx = [k for task in spec.tasks for k in ft.find(**dataclasses.asdict(spec.base(task)))]
     for k in base_idx:
         chosen = [c for i, c in ft.checks if i == k]
         fig, axes = plt.subplots(1, 3, figsize=(15.6, 3.9))
@@ -437,13 +444,19 @@ def write_report(
     study: HeadStudy | None,
     out: Path,
     *,
-    runtime_s: float,
     finetune: FineTuneStudy | None = None,
     stabilizers=None,
+    environment: dict | None = None,
 ) -> dict:
-    """Write ``report.json``, ``report.md`` and the figures into ``out``; return the report."""
+    """Write ``report.json``, ``report.md`` and the figures into ``out``; return the report.
+
+    The report files are written last, each atomically (temporary file, then rename), so a
+    ``report.json`` exists only when the whole report was written.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    report = build_report(study, runtime_s=runtime_s, finetune=finetune, stabilizers=stabilizers)
+    report = build_report(
+        study, finetune=finetune, stabilizers=stabilizers, environment=environment
+    )
     figures = (_figures(study, out) if study else []) + (
         _ft_figures(finetune, out) if finetune else []
     )
@@ -452,6 +465,12 @@ def write_report(
 
         figures += write_figures(stabilizers, out)
     report["figures"] = figures
-    (out / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False))
-    (out / "report.md").write_text(_markdown(report, figures))
+    _atomic_write(out / "report.md", _markdown(report, figures))
+    _atomic_write(out / "report.json", json.dumps(report, indent=1, allow_nan=False))
     return report
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -137,7 +137,7 @@ def test_quick_study_rows_verdicts_report_and_figures(quick, tmp_path):
     report = S.to_report(quick)
     text = json.dumps(report, allow_nan=False)  # strict JSON: NaN became null
     assert json.loads(text)["verdicts"][0]["id"] == "mmr"
-    assert report["runtime_s"] > 0
+    assert "runtime_s" not in report  # the report is identical whatever the timings
     names = S.write_figures(quick, tmp_path)
     assert {"stabilizers_mmr.png", "stabilizers_mhloss.png", "stabilizers_surt.png"} <= set(names)
     assert {v.figure for v in quick.verdicts} <= set(names)

@@ -12,11 +12,19 @@ import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
-__all__ = ["Assumption", "BoundCheck", "Theorem", "tolerance"]
+__all__ = [
+    "Assumption",
+    "BoundCheck",
+    "Theorem",
+    "merge_assumptions",
+    "merge_draws",
+    "tolerance",
+]
 
 # Absolute + relative tolerance with which "empirical <= bound" is judged, by dtype. Float64
 # GD trajectories carry rounding errors far below 1e-9; float32 ones need 1e-4.
@@ -94,7 +102,7 @@ class Theorem:
       symbols: the free symbols, in the order :meth:`evaluate` takes them.
       notions: the stability notions it bounds (e.g. ``("direction",)``).
       assumptions: the assumptions in words (the checks are made by the theorem's check).
-      reference: where it comes from (THEORY.md section, paper and theorem number).
+      reference: where it comes from (docs/theory.md section, paper and theorem number).
       rigorous: whether exceeding it is a violation (all bounds here are).
     """
 
@@ -116,7 +124,8 @@ class Theorem:
 
     @functools.cached_property
     def _jax_fn(self) -> Callable:
-        return sp.lambdify(self.symbols, self.expression, modules="jax")
+        # jitted: one compiled program per argument shape, not one per operation
+        return jax.jit(sp.lambdify(self.symbols, self.expression, modules="jax"))
 
     def evaluate(self, *args, **kwargs):
         """Evaluate the bound with JAX (broadcasting); arguments by position or symbol name.
@@ -189,6 +198,9 @@ class BoundCheck:
       assumptions: the :class:`Assumption` checks.
       tol: tolerance of the comparison.
       config: the configuration (loss, lr, n, ...).
+      entries: optional (C, n) mask of the entries the check covers within its applicable
+        checkpoints (set by :func:`merge_draws`, where each draw's samples have their own
+        applicable checkpoints); ``None``: every entry of an applicable checkpoint.
     """
 
     theorem: str
@@ -200,10 +212,18 @@ class BoundCheck:
     assumptions: tuple[Assumption, ...]
     tol: float
     config: dict
+    entries: np.ndarray | None = None
 
     @property
     def applicable(self) -> bool:
         return bool(np.any(self.applicable_at))
+
+    @property
+    def entry_mask(self) -> np.ndarray:
+        """(C, n): the entries at which the theorem applies and is compared."""
+        bound = self._2d()[0]
+        mask = np.broadcast_to(np.asarray(self.applicable_at, bool)[:, None], bound.shape)
+        return mask if self.entries is None else mask & np.asarray(self.entries, bool)
 
     @property
     def violation_mask(self) -> np.ndarray:
@@ -211,7 +231,7 @@ class BoundCheck:
         bound, empirical = self._2d()
         slack = self.tol * np.maximum(1.0, np.abs(np.nan_to_num(bound)))
         over = ~(empirical <= bound + slack)  # NaN counts as a violation
-        return (over & self.applicable_at[:, None]).reshape(np.shape(self.bound))
+        return (over & self.entry_mask).reshape(np.shape(self.bound))
 
     def _2d(self) -> tuple[np.ndarray, np.ndarray]:  # used by plotting too
         """``(bound, empirical)`` with the checkpoint axis, (C, n)."""
@@ -231,13 +251,13 @@ class BoundCheck:
         distance between unit vectors), i.e. says nothing; ``None`` for other notions."""
         if "direction" not in self.notion or not self.applicable:
             return None
-        return float(np.mean(self._2d()[0][self.applicable_at] >= 2.0))
+        return float(np.mean(self._2d()[0][self.entry_mask] >= 2.0))
 
     def summary(self) -> dict:
         """One row of ``report.json``'s ``checks``."""
         mask = self.applicable_at
         bound, empirical = self._2d()
-        b, e = bound[mask], empirical[mask]
+        b, e = bound[self.entry_mask], empirical[self.entry_mask]
 
         def stat(f, a):
             return float(f(a)) if a.size else None
@@ -265,3 +285,56 @@ class BoundCheck:
 
 def all_hold(assumptions: Sequence[Assumption]) -> bool:
     return all(a.holds for a in assumptions if not a.pointwise)
+
+
+def _slack(a: Assumption) -> float:
+    """How far a measured assumption is from failing (negative: it fails)."""
+    if a.relation in ("<=", "<"):
+        return a.threshold - a.value
+    if a.relation in (">=", ">"):
+        return a.value - a.threshold
+    return 0.0 if a.holds else -1.0
+
+
+def merge_assumptions(per_draw: Sequence[Sequence[Assumption]]) -> tuple[Assumption, ...]:
+    """One assumption per name over several draws: the draw where it is closest to failing
+    (a failing one first), with ``holds`` true only when it holds in every draw."""
+    names: dict[str, list[Assumption]] = {}
+    for assumptions in per_draw:
+        for a in assumptions:
+            names.setdefault(a.name, []).append(a)
+    merged = []
+    for group in names.values():
+        failing = [a for a in group if not a.holds]
+        worst = min(failing or group, key=_slack)
+        merged.append(dataclasses.replace(worst, holds=not failing))
+    return tuple(merged)
+
+
+def merge_draws(checks: Sequence[BoundCheck], config: dict | None = None) -> BoundCheck:
+    """One check over several data draws of the same configuration.
+
+    The per-sample axes are concatenated (draw after draw), so ``bound`` and ``empirical``
+    are (C, n * draws); a checkpoint applies when it applies in some draw, and ``entries``
+    keeps which (checkpoint, sample) entries belong to a draw where it applies. Assumptions are
+    merged by :func:`merge_assumptions`.
+    """
+    if not checks:
+        raise ValueError("merge_draws needs at least one check.")
+    first = checks[0]
+    if any(c.theorem != first.theorem or c.notion != first.notion for c in checks):
+        raise ValueError("merge_draws merges draws of one theorem and notion only.")
+    if len(checks) == 1 and config is None:
+        return first
+    bounds = [c._2d()[0] for c in checks]
+    emps = [c._2d()[1] for c in checks]
+    entries = np.concatenate([c.entry_mask for c in checks], axis=1)
+    return dataclasses.replace(
+        first,
+        bound=np.concatenate(bounds, axis=1),
+        empirical=np.concatenate(emps, axis=1),
+        applicable_at=np.any([c.applicable_at for c in checks], axis=0),
+        assumptions=merge_assumptions([c.assumptions for c in checks]),
+        entries=entries,
+        config=first.config if config is None else config,
+    )

@@ -1,4 +1,4 @@
-r"""Head-tuning bounds (THEORY.md section 3): Lemma H-2, Theorems H-1, H-2 and C-1.
+r"""Head-tuning bounds (docs/theory.md section 3): Lemma H-2, Theorems H-1, H-2 and C-1.
 
 Each theorem is a :class:`~stabtheory.bounds.base.Theorem` whose sympy expression is the
 single source of truth, plus a check that measures its assumptions and compares the bound with
@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import sympy as sp
@@ -100,7 +101,7 @@ SVM_LOO = Theorem(
         "delta_i = gamma(S\\i) - min_{j != i} u_S . z_j, evaluated conservatively (certified "
         "upper margin, rounding allowance d eps R on every computed margin)",
     ),
-    reference="THEORY.md section 3, Lemma H-2 (Lemma H-1 applied on S\\i to v = u_S)",
+    reference="docs/theory.md section 3, Lemma H-2 (Lemma H-1 applied on S\\i to v = u_S)",
 )
 
 H1 = Theorem(
@@ -113,7 +114,7 @@ H1 = Theorem(
         "S is linearly separable through the origin (gamma(S) > 0)",
         "the trained heads are non-zero (their direction is defined)",
     ),
-    reference="THEORY.md section 3, Theorem H-1 (after Soudry et al. 2018, JMLR 19:70)",
+    reference="docs/theory.md section 3, Theorem H-1 (after Soudry et al. 2018, JMLR 19:70)",
 )
 
 _h_S, _C_S, _Psi_S = h2_direction_rate(t, n, gamma, R, eta)
@@ -130,7 +131,7 @@ H2 = Theorem(
         "Psi(t) > 0 for S and for S\\i (t large enough)",
         "S is linearly separable through the origin",
     ),
-    reference="THEORY.md section 3, Theorem H-2, composed with Lemma H-2 as in Theorem H-1",
+    reference="docs/theory.md section 3, Theorem H-2, composed with Lemma H-2 as in Theorem H-1",
     definitions=((C, _C_S), (Psi, _Psi_S)),
 )
 
@@ -141,7 +142,7 @@ H2M = Theorem(
     symbols=(t, eta, n, gamma, R),
     notions=("margin",),
     assumptions=H2.assumptions,
-    reference="THEORY.md section 3, Theorem H-2 (delta(t) / R <= C / Psi(t)), for S and every "
+    reference="docs/theory.md section 3, Theorem H-2 (delta(t) / R <= C / Psi(t)), for S and every "
     "S\\i run",
     definitions=((C, _C_S), (Psi, _Psi_S)),
 )
@@ -160,7 +161,7 @@ C1 = Theorem(
         "max over every step before t of both runs (valid on the segments between them, "
         "since exp(-m) is monotone in the margin m, which is linear in w)",
     ),
-    reference="THEORY.md section 3, Theorem C-1 (after Hardt, Recht & Singer 2016, Thm 3.7)",
+    reference="docs/theory.md section 3, Theorem C-1 (after Hardt, Recht & Singer 2016, Thm 3.7)",
 )
 
 
@@ -186,6 +187,9 @@ def h2_time_monotonicity() -> dict:
 
 
 # ----------------------------------------------------------------------------- evidence
+_per_sample_stability = jax.jit(per_sample_stability, static_argnames=("notion", "loss"))
+
+
 @dataclasses.dataclass(frozen=True)
 class HeadEvidence:
     """Everything the head checks share for one configuration.
@@ -251,7 +255,7 @@ class HeadEvidence:
         if notion not in self._empirical:
             w = self.sim.trajectory.w
             self._empirical[notion] = np.asarray(
-                per_sample_stability(w[0], w[1:], self.sim.Z, notion, loss=self.sim.loss)
+                _per_sample_stability(w[0], w[1:], self.sim.Z, notion, loss=self.sim.loss)
             ).T
         return self._empirical[notion]
 
@@ -268,8 +272,13 @@ def head_evidence(
     heads_per_run: int = 1,
     dtype=jnp.float64,
     loo: LooMaxMargin | None = None,
+    sim: Simulation | None = None,
 ) -> HeadEvidence:
     """Train S and every S\\i, solve every max margin, and measure the shared quantities.
+
+    ``loo`` (the leave-one-out max margins) and ``sim`` (the leave-one-out runs, e.g. from a
+    batched sweep) are used as given when passed; they must belong to ``X, y`` and to the
+    other arguments.
 
     Raises:
       NotSeparableError: S is not separable through the origin.
@@ -277,17 +286,18 @@ def head_evidence(
     X, y = validate(X, y)
     if loo is None:
         loo = loo_max_margin(X, y, result=max_margin(X, y))
-    sim = simulate(
-        X,
-        y,
-        loss=loss,
-        lr=lr,
-        steps=steps,
-        init=init,
-        heads_per_run=heads_per_run,
-        optimizer=optimizer,
-        dtype=dtype,
-    )
+    if sim is None:
+        sim = simulate(
+            X,
+            y,
+            loss=loss,
+            lr=lr,
+            steps=steps,
+            init=init,
+            heads_per_run=heads_per_run,
+            optimizer=optimizer,
+            dtype=dtype,
+        )
     Z = y[:, None] * X
     norms = np.linalg.norm(X, axis=1)
     nn = X.shape[0]

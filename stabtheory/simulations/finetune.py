@@ -28,9 +28,18 @@ import numpy as np
 
 from stabtheory import claims as _claims
 from stabtheory.bounds import finetune as _ft
+from stabtheory.bounds.base import merge_draws
+from stabtheory.simulations import engine
 from stabtheory.simulations.base import Study
 
-__all__ = ["FT_CLAIMS", "FineTuneStudy", "FineTuneStudySpec", "run_finetune_study"]
+__all__ = [
+    "FT_CLAIMS",
+    "FTConfig",
+    "FTItem",
+    "FineTuneStudy",
+    "FineTuneStudySpec",
+    "run_finetune_study",
+]
 
 FT_CLAIMS = {
     c.id: c
@@ -60,8 +69,26 @@ MEASURES = {
 
 
 @dataclasses.dataclass(frozen=True)
+class FTConfig:
+    """One configuration of the full fine-tuning study."""
+
+    task: str
+    n: int
+    lam: float
+    input_scale: float
+    pretrain_steps: int
+    alpha: float
+    lr_fraction: float
+
+
+@dataclasses.dataclass(frozen=True)
 class FineTuneStudySpec:
-    """What the full fine-tuning study sweeps (see the module docstring)."""
+    """What the full fine-tuning study sweeps (see the module docstring).
+
+    ``replicates`` independent draws per configuration: draw ``r`` pre-trains the encoder
+    from its own initialisation seed and draws its own task sample (both
+    :func:`~stabtheory.simulations.engine.draw_seed` (seed, r)).
+    """
 
     tasks: tuple[str, ...] = ("synthetic", "digits")
     n: int = 32
@@ -76,19 +103,28 @@ class FineTuneStudySpec:
     lr_fractions: tuple[float, ...] = (0.1, 0.9)
     steps: tuple[int, ...] = (1, 3, 10, 30, 100, 300, 1000)
     full_sweeps_on: tuple[str, ...] = ("synthetic",)
+    replicates: int = 5
     seed: int = 0
 
-    def base(self, task: str) -> dict:
+    def base(self, task: str) -> FTConfig:
         """The base configuration of ``task`` (the centre of every one-at-a-time sweep)."""
-        return {
-            "task": task,
-            "n": self.n,
-            "lam": self.lam,
-            "input_scale": 1.0,
-            "pretrain_steps": self.pretrain_steps,
-            "alpha": 0.0,
-            "lr_fraction": self.lr_fraction,
-        }
+        return FTConfig(task, self.n, self.lam, 1.0, self.pretrain_steps, 0.0, self.lr_fraction)
+
+    def plan(self) -> list[FTConfig]:
+        """The configurations: one-at-a-time sweeps around each task's base, no duplicates.
+        The base comes first in each task (the interpolation knob needs its optimum)."""
+        plan: list[FTConfig] = []
+        for task in self.tasks:
+            base = self.base(task)
+            variants = [base] + [dataclasses.replace(base, n=v) for v in self.ns]
+            variants += [dataclasses.replace(base, pretrain_steps=v) for v in self.pretrain_sweep]
+            variants += [dataclasses.replace(base, alpha=v) for v in self.interpolation]
+            if task in self.full_sweeps_on:
+                variants += [dataclasses.replace(base, input_scale=v) for v in self.input_scales]
+                variants += [dataclasses.replace(base, lam=v) for v in self.lams]
+                variants += [dataclasses.replace(base, lr_fraction=v) for v in self.lr_fractions]
+            plan += [v for v in dict.fromkeys(variants) if v not in plan]
+        return plan
 
     @classmethod
     def quick(cls) -> FineTuneStudySpec:
@@ -102,108 +138,161 @@ class FineTuneStudySpec:
             interpolation=(0.0, 0.8),
             lr_fractions=(0.9,),
             steps=(1, 10, 100, 300),
+            replicates=2,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class FTItem:
+    """The result of one (configuration, draw): measured quantities, checks, stability."""
+
+    config: FTConfig
+    draw: int
+    measured: dict
+    checks: tuple
+    stability: dict
 
 
 @dataclasses.dataclass
 class FineTuneStudy(Study):
-    """Results of :func:`run_finetune_study` (:class:`~stabtheory.simulations.base.Study`)."""
+    """Results of :func:`run_finetune_study` (:class:`~stabtheory.simulations.base.Study`):
+    one config dict per :class:`FTConfig` (its fields and the measured quantities, mean over
+    draws), one check row per (config, theorem) over every draw, ``{kind: (C, draws, n)}``,
+    and the per-draw :class:`FTItem` s."""
 
     spec: FineTuneStudySpec
+    items: list = dataclasses.field(default_factory=list)
 
 
-def _plan(spec: FineTuneStudySpec) -> list[dict]:
-    plan, seen = [], set()
-    for task in spec.tasks:
-        base = spec.base(task)
-        variants = [dict(base)] + [{**base, "n": v} for v in spec.ns]
-        variants += [{**base, "pretrain_steps": v} for v in spec.pretrain_sweep]
-        variants += [{**base, "alpha": v} for v in spec.interpolation]
-        if task in spec.full_sweeps_on:
-            variants += [{**base, "input_scale": v} for v in spec.input_scales]
-            variants += [{**base, "lam": v} for v in spec.lams]
-            variants += [{**base, "lr_fraction": v} for v in spec.lr_fractions]
-        for v in variants:
-            key = tuple(sorted(v.items()))
-            if key not in seen:
-                seen.add(key)
-                plan.append(v)
-    return plan
-
-
-def run_finetune_study(
-    spec: FineTuneStudySpec | None = None,
-    *,
-    progress: Callable[[int, int, str], None] | None = None,
-) -> FineTuneStudy:
-    """Run the full fine-tuning study: expand, solve, train, check every FT theorem, judge."""
+def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[FTItem]:
+    """Every configuration of one (task, draw), in plan order (the base one first)."""
     from stabtheory import finetune
 
-    spec = spec or FineTuneStudySpec()
-    start = time.perf_counter()
-    study = FineTuneStudy(spec)
-    plan = _plan(spec)
     n_max = max((*spec.ns, spec.n))
-    optimum: dict = {}
-    for k, cfg in enumerate(plan):
+    optimum = None
+    results = []
+    for cfg, draw in chunk.items:
+        seed = engine.draw_seed(spec.seed, draw)
         bed = finetune.make_testbed(
-            cfg["task"],
+            cfg.task,
             n=n_max,
-            pretrain_steps=cfg["pretrain_steps"],
-            input_scale=cfg["input_scale"],
-            seed=spec.seed,
+            pretrain_steps=cfg.pretrain_steps,
+            input_scale=cfg.input_scale,
+            seed=seed,
+            init_seed=seed,
         )
-        X, y = bed.X[: cfg["n"]], bed.y[: cfg["n"]]
+        X, y = bed.X[: cfg.n], bed.y[: cfg.n]
         w0 = jnp.asarray(bed.w0)
-        if cfg["alpha"] > 0:
-            w0 = w0 + cfg["alpha"] * (optimum[cfg["task"]] - w0)
+        if cfg.alpha > 0:
+            w0 = w0 + cfg.alpha * (optimum - w0)
         ev = _ft.ft_evidence(
             bed.apply,
             w0,
             X,
             y,
-            lam=cfg["lam"],
-            lr_fraction=cfg["lr_fraction"],
+            lam=cfg.lam,
+            lr_fraction=cfg.lr_fraction,
             steps=spec.steps,
             info={
-                "task": cfg["task"],
-                "input_scale": cfg["input_scale"],
-                "pretrain_steps": cfg["pretrain_steps"],
-                "alpha": cfg["alpha"],
-                "lr_fraction": cfg["lr_fraction"],
+                "task": cfg.task,
+                "input_scale": cfg.input_scale,
+                "pretrain_steps": cfg.pretrain_steps,
+                "alpha": cfg.alpha,
+                "lr_fraction": cfg.lr_fraction,
             },
         )
-        if cfg["task"] not in optimum and cfg["alpha"] == 0.0:  # the task's base config
-            optimum[cfg["task"]] = jnp.asarray(ev.w_real[0, -1])
-        config = {
-            **ev.config,
-            "rho": float(ev.rho.max()),
-            "distance": ev.distance,
-            "Lam": float(ev.Lam.min()),
-            "beta": float(ev.beta_i.max()),
-            "taylor_departure": _ft.real_departure(ev),
-            "loss_gap": _ft.loss_gap(ev),
-        }
-        study.configs.append(config)
+        if cfg == spec.base(cfg.task):
+            optimum = jnp.asarray(ev.w_real[0, -1])
         gd = _ft.check_ft2(ev, "gd.weights")
         real = _ft.check_ft2(ev, "real.weights")
         raw = gd.bound  # the FT-2 bound (same quantities) beside the real network's LOO
         # only where FT-2 applies to the Taylor model (its bound is NaN elsewhere): else None
         ok = gd.applicable_at
         over = real.empirical[ok] > raw[ok] + gd.tol * np.maximum(1, raw[ok])
-        config["real_exceeds_ft2"] = int(np.sum(over)) if ok.any() else None
-        for chk in (_ft.check_ft1(ev), _ft.check_ft1l(ev), gd, real):
-            study.checks.append((k, dataclasses.replace(chk, config=config)))
-        study.stability[k] = {
-            kind: ev.empirical(kind) for _, kinds in MEASURES.items() for _, kind in kinds
+        measured = {
+            **{key: ev.config[key] for key in ("p", "lr")},
+            "rho": float(ev.rho.max()),
+            "distance": ev.distance,
+            "Lam": float(ev.Lam.min()),
+            "beta": float(ev.beta_i.max()),
+            "taylor_departure": _ft.real_departure(ev),
+            "loss_gap": _ft.loss_gap(ev),
+            "real_exceeds_ft2": int(np.sum(over)) if ok.any() else None,
         }
-        if progress is not None:
-            progress(
-                k + 1,
-                len(plan),
-                f"FT {cfg['task']} n={cfg['n']} lam={cfg['lam']} "
-                f"scale={cfg['input_scale']} pre={cfg['pretrain_steps']} a={cfg['alpha']}",
-            )
+        checks = (_ft.check_ft1(ev), _ft.check_ft1l(ev), gd, real)
+        stability = {kind: ev.empirical(kind) for _, kinds in MEASURES.items() for _, kind in kinds}
+        results.append(FTItem(cfg, draw, measured, checks, stability))
+    return results
+
+
+def chunks(spec: FineTuneStudySpec) -> list[engine.Chunk]:
+    """One chunk per (task, draw): the task's configurations in plan order."""
+    plan = spec.plan()
+    return [
+        engine.Chunk("finetune", (task,), tuple((c, r) for c in plan if c.task == task))
+        for r in range(spec.replicates)
+        for task in spec.tasks
+    ]
+
+
+def _merge_measured(members: list[FTItem]) -> dict:
+    """The measured quantities over the draws: means (the departure and loss gap: max; the
+    count of points over FT-2: sum, ``None`` where FT-2 applied in no draw)."""
+    m = [it.measured for it in members]
+    over = [x["real_exceeds_ft2"] for x in m if x["real_exceeds_ft2"] is not None]
+    return {
+        "p": m[0]["p"],
+        "lr": float(np.mean([x["lr"] for x in m])),
+        **{q: float(np.mean([x[q] for x in m])) for q in ("rho", "distance", "Lam", "beta")},
+        "taylor_departure": float(max(x["taylor_departure"] for x in m)),
+        "loss_gap": float(max(x["loss_gap"] for x in m)),
+        "real_exceeds_ft2": int(sum(over)) if over else None,
+    }
+
+
+def run_finetune_study(
+    spec: FineTuneStudySpec | None = None,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+    executor: engine.Executor | None = None,
+) -> FineTuneStudy:
+    """Run the full fine-tuning study: expand, solve, train, check every FT theorem, judge.
+
+    Args:
+      spec: what to sweep; the default :class:`FineTuneStudySpec` when ``None``.
+      progress: called as ``progress(done, total, label)`` after each chunk (when no
+        ``executor`` is given).
+      executor: the :class:`~stabtheory.simulations.engine.Executor`; in-memory by default.
+    """
+    spec = spec or FineTuneStudySpec()
+    executor = executor or engine.Executor(progress=progress)
+    start = time.perf_counter()
+    results = executor.run(
+        chunks(spec),
+        lambda c: _compute(spec, c),
+        label=lambda c: f"FT {c.group[0]} draw {c.items[0][1]}: {len(c.items)} configs",
+    )
+    by_config: dict[FTConfig, list[FTItem]] = {}
+    for part in results:
+        for item in part:
+            by_config.setdefault(item.config, []).append(item)
+    study = FineTuneStudy(spec)
+    for k, cfg in enumerate(spec.plan()):
+        members = sorted(by_config[cfg], key=lambda it: it.draw)
+        study.items += members
+        config = {
+            **dataclasses.asdict(cfg),
+            **_merge_measured(members),
+            "replicates": len(members),
+        }
+        study.configs.append(config)
+        for col in range(len(members[0].checks)):
+            merged = merge_draws([it.checks[col] for it in members], config=config)
+            study.checks.append((k, merged))
+        study.stability[k] = {
+            kind: np.stack([np.atleast_2d(it.stability[kind]) for it in members], axis=1)
+            for kind in members[0].stability
+        }
     study.verdicts = judge_claims(study)
     study.runtime_s = time.perf_counter() - start
     return study
@@ -219,7 +308,7 @@ def sweeps(study: FineTuneStudy) -> dict[str, list[tuple[str, str, list[int]]]]:
         "ft.distance": ("pretrain_steps", "alpha"),
     }
     for task in spec.tasks:
-        base = spec.base(task)
+        base = dataclasses.asdict(spec.base(task))
         for claim_id, free_knobs in knobs.items():
             for free in free_knobs:
                 idx = study.find(**{key: v for key, v in base.items() if key != free})

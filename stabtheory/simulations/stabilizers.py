@@ -1,6 +1,6 @@
 r"""The stabilizer study: MMR, MHLoss and SURT against the baselines, across seeds.
 
-THEORY.md section 4 defines the three stabilizers and the effect each is meant to have;
+docs/theory.md section 4 defines the three stabilizers and the effect each is meant to have;
 section 5 lists the claims ``mmr``, ``mhloss`` and ``surt``. On every testbed (synthetic and
 digits by default), each method of :func:`stabtheory.methods.make_methods` (plain, small_lr,
 long, l2sp, head_only, mmr, mhloss, surt) is fine-tuned for ``seeds`` seeds in one vmapped
@@ -8,7 +8,7 @@ program (:func:`stabtheory.methods.finetune_seeds`: head init, data order, minib
 dropout; SURT's minibatches and noise too). Every method gets its own block of seeds, so the
 methods' samples are independent.
 
-Stability (notion ``seed.std``, THEORY.md section 1) is the spread over seeds of
+Stability (notion ``seed.std``, docs/theory.md section 1) is the spread over seeds of
 
 * the test accuracy: the standard deviation ``s_m`` and its ratio to plain fine-tuning
   ``s_m / s_plain`` with a percentile-bootstrap interval (seeds resampled within each
@@ -61,6 +61,7 @@ import scipy.stats
 
 from stabtheory import claims as _claims
 from stabtheory import methods as _methods
+from stabtheory.simulations import engine
 from stabtheory.stability import bootstrap_mean_ci
 
 __all__ = [
@@ -413,6 +414,22 @@ def run_stabilizer_study(
     spec: StabilizerStudySpec | None = None,
     *,
     progress: Callable[[int, int, str], None] | None = None,
+    executor: engine.Executor | None = None,
+) -> StabilizerStudy:
+    """Run the stabilizer study through the sweep engine as one chunk (persisted, resumable;
+    its seeds are already one vmapped batch per testbed and method): see :func:`_run`."""
+    spec = spec or StabilizerStudySpec()
+    executor = executor or engine.Executor(progress=progress)
+    chunk = engine.Chunk("stabilizers", ("all",), ((spec, 0),))
+    inner = progress if progress is not None else executor.progress
+    (study,) = executor.run([chunk], lambda c: _run(spec, progress=inner), label=lambda c: "")
+    return study
+
+
+def _run(
+    spec: StabilizerStudySpec | None = None,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> StabilizerStudy:
     """Run the stabilizer study: fine-tune every method over seeds, measure, judge.
 
@@ -582,7 +599,7 @@ def _mechanism(study: StabilizerStudy, claim: str, task: str) -> tuple[str, str,
     return word, text, [float(b.mean()), float(a.mean())]
 
 
-#: The two faces of ``seed.std`` (THEORY.md section 1) that the verdicts use as regimes.
+#: The two faces of ``seed.std`` (docs/theory.md section 1) that the verdicts use as regimes.
 MEASURES = ("test accuracy", "test predictions")
 
 
@@ -685,12 +702,11 @@ def _jsonable(x):
 
 
 def to_report(study: StabilizerStudy) -> dict:
-    """The study as a JSON-able dict: ``spec``, ``runtime_s``, ``rows``, ``convergence``,
+    """The study as a JSON-able dict: ``spec``, ``rows``, ``convergence``,
     ``verdicts`` (``v.to_dict()``); NaN becomes None."""
     return _jsonable(
         {
             "spec": dataclasses.asdict(study.spec),
-            "runtime_s": study.runtime_s,
             "rows": study.rows,
             "convergence": study.convergence,
             "verdicts": [v.to_dict() for v in study.verdicts],

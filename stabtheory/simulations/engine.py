@@ -1,0 +1,338 @@
+"""The sweep engine every study runs through: chunks, persistence, resume, devices, processes.
+
+A study turns its spec into a plan of typed configurations, each run on ``replicates``
+independent draws. The (configuration, draw) items are grouped into :class:`Chunk` s: items
+that share their static settings (loss, optimizer, padded size) and so run as one compiled
+program. :class:`Executor` computes each chunk once:
+
+* **Persistence and resume.** With an output directory, a finished chunk is written to
+  ``OUT/.chunks/STUDY/KEY.chunk`` atomically (a temporary file in the same folder, flushed to
+  disk, then renamed), where ``KEY`` hashes the chunk's items, the study name and the package
+  (its version and the digest of its source files). A run killed at any moment (SIGKILL
+  included) and started again with the same command loads the finished chunks and computes only
+  the missing ones; since a loaded chunk is bit-identical to the computed one, the report is
+  identical to an uninterrupted run's. Each file carries the SHA-256 of its payload: a truncated
+  or corrupt file is detected, reported on stderr, and recomputed. ``force=True`` recomputes
+  every chunk.
+* **Devices.** :func:`shard_leading` places a batch (its leading axis: the runs of a chunk)
+  over every local device with a one-axis :class:`jax.sharding.Mesh` and a ``NamedSharding``,
+  padding the axis to a multiple of the device count; results do not depend on the number of
+  devices (tested with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``).
+* **Processes.** Under JAX's multi-controller runtime (``jax.distributed.initialize``, see
+  ``stabtheory verify --num-processes``), process ``p`` of ``P`` computes the chunks whose index
+  is ``p`` modulo ``P`` into the shared output directory, then waits for the other processes'
+  chunks and loads them; process 0 writes the report.
+* **Compilation cache.** :func:`enable_compilation_cache` turns on JAX's persistent
+  compilation cache under the user's cache directory, so a second run skips XLA compilation.
+
+The chunk files are Python pickles of the study's own result objects (arrays and frozen
+dataclasses). Load chunk files only from output directories you wrote yourself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+import pickle
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "Chunk",
+    "Executor",
+    "chunk_items",
+    "draw_seed",
+    "enable_compilation_cache",
+    "environment",
+    "package_digest",
+    "pad_leading",
+    "shard_leading",
+]
+
+_MAGIC = b"stabtheory-chunk/1\n"
+
+
+@functools.cache
+def package_digest() -> str:
+    """SHA-256 of the package version and of every source file of ``stabtheory``.
+
+    Part of every chunk key: a chunk computed by other code is never reused.
+    """
+    import stabtheory
+
+    h = hashlib.sha256(stabtheory.__version__.encode())
+    root = Path(stabtheory.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def draw_seed(seed: int, draw: int) -> int:
+    """The seed of data draw ``draw`` of a study seeded with ``seed`` (draw 0 keeps ``seed``).
+
+    Example:
+      >>> draw_seed(0, 0), draw_seed(0, 1) == draw_seed(1, 0)
+      (0, False)
+    """
+    if draw == 0:
+        return int(seed)
+    digest = hashlib.sha256(f"{seed}/{draw}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """Items that run as one compiled program.
+
+    Attributes:
+      study: the study's registry name.
+      group: the static settings shared by the items (e.g. ``("exponential", 64)``).
+      items: ``(config, draw)`` pairs; configs are frozen dataclasses.
+    """
+
+    study: str
+    group: tuple
+    items: tuple[tuple[Hashable, int], ...]
+
+    @property
+    def key(self) -> str:
+        """A hash of the study, the group, the items and the package (version and sources)."""
+        text = repr((self.study, self.group, self.items, package_digest()))
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def chunk_items(
+    study: str,
+    items: Sequence[tuple[Hashable, int]],
+    group_of: Callable[[Hashable], tuple],
+    *,
+    max_items: int,
+    cost: Callable[[Hashable], int] | None = None,
+    max_cost: int | None = None,
+) -> list[Chunk]:
+    """Group ``(config, draw)`` items by their static settings and cut each group into chunks.
+
+    Args:
+      study: the study's name (part of the keys).
+      items: the plan times the draws, in plan order.
+      group_of: the static settings of a config (items of one group share a program).
+      max_items: at most this many items per chunk.
+      cost, max_cost: optionally also bound the summed cost (e.g. runs) of a chunk.
+    """
+    groups: dict[tuple, list] = {}
+    for item in items:
+        groups.setdefault(group_of(item[0]), []).append(item)
+    chunks = []
+    for group, members in groups.items():
+        current: list = []
+        total = 0
+        for item in members:
+            c = cost(item[0]) if cost else 0
+            full = len(current) >= max_items or (
+                max_cost is not None and current and total + c > max_cost
+            )
+            if full:
+                chunks.append(Chunk(study, group, tuple(current)))
+                current, total = [], 0
+            current.append(item)
+            total += c
+        if current:
+            chunks.append(Chunk(study, group, tuple(current)))
+    return chunks
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
+    """Turn on JAX's persistent compilation cache (``$XDG_CACHE_HOME/stabtheory/jax`` or
+    ``~/.cache/stabtheory/jax`` by default); ``STABTHEORY_NO_COMPILATION_CACHE=1`` disables it.
+
+    Returns the directory, or ``None`` when disabled or not writable.
+    """
+    if os.environ.get("STABTHEORY_NO_COMPILATION_CACHE"):
+        return None
+    if path is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = os.path.join(base, "stabtheory", "jax")
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
+def _mesh() -> jax.sharding.Mesh:
+    return jax.sharding.Mesh(np.array(jax.local_devices()), ("runs",))
+
+
+def pad_leading(x: np.ndarray, multiple: int) -> np.ndarray:
+    """Pad the leading axis to a multiple of ``multiple`` by repeating the last entry."""
+    x = np.asarray(x)
+    extra = (-x.shape[0]) % multiple
+    if extra == 0:
+        return x
+    return np.concatenate([x, np.repeat(x[-1:], extra, axis=0)])
+
+
+def shard_leading(*arrays) -> tuple[jax.Array, ...]:
+    """Place arrays with a common leading (runs) axis over every local device.
+
+    The leading axis is padded to a multiple of the number of local devices (repeating the last
+    entry; the caller drops the padding from the results) and sharded with
+    ``NamedSharding(mesh, P("runs"))``; on one device this is a plain transfer.
+    """
+    devices = jax.local_device_count()
+    padded = [pad_leading(a, devices) for a in arrays]
+    if devices == 1:
+        return tuple(jnp.asarray(a) for a in padded)
+    mesh = _mesh()
+    spec = jax.sharding.PartitionSpec("runs")
+    sharding = jax.sharding.NamedSharding(mesh, spec)
+    return tuple(jax.device_put(a, sharding) for a in padded)
+
+
+def environment(replicates: dict[str, int]) -> dict:
+    """What a report states about where it ran: backend, devices, versions, replicates."""
+    import stabtheory
+
+    devices = jax.devices()
+    return {
+        "backend": jax.default_backend(),
+        "devices": len(devices),
+        "processes": jax.process_count(),
+        "device_kind": devices[0].device_kind,
+        "jax": jax.__version__,
+        "stabtheory": stabtheory.__version__,
+        "replicates": dict(replicates),
+    }
+
+
+class Executor:
+    """Computes chunks once: loads finished ones, computes and persists the rest.
+
+    Args:
+      out: output directory (chunks go to ``out/.chunks``); ``None`` keeps nothing on disk.
+      force: recompute every chunk, ignoring persisted ones.
+      progress: called as ``progress(done, total, label)`` after each chunk.
+      process_index, process_count: this process's share under the multi-controller runtime
+        (default: ``jax.process_index()`` and ``jax.process_count()``).
+      wait_timeout_s: how long a process waits for the chunks of the other processes.
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike | None = None,
+        *,
+        force: bool = False,
+        progress: Callable[[int, int, str], None] | None = None,
+        process_index: int | None = None,
+        process_count: int | None = None,
+        wait_timeout_s: float = 24 * 3600.0,
+    ):
+        self.root = None if out is None else Path(out) / ".chunks"
+        self.force = force
+        self.progress = progress
+        self.process_index = jax.process_index() if process_index is None else process_index
+        self.process_count = jax.process_count() if process_count is None else process_count
+        self.wait_timeout_s = wait_timeout_s
+        self.computed = 0
+        self.loaded = 0
+
+    def _path(self, chunk: Chunk) -> Path | None:
+        return None if self.root is None else self.root / chunk.study / f"{chunk.key}.chunk"
+
+    def load(self, chunk: Chunk) -> tuple[bool, Any]:
+        """``(True, result)`` for a persisted, intact chunk; ``(False, None)`` otherwise."""
+        path = self._path(chunk)
+        if path is None or not path.exists():
+            return False, None
+        try:
+            blob = path.read_bytes()
+            head, digest, payload = blob.split(b"\n", 2)
+            if head + b"\n" != _MAGIC or hashlib.sha256(payload).hexdigest().encode() != digest:
+                raise ValueError("checksum mismatch")
+            return True, pickle.loads(payload)
+        except Exception as err:  # truncated, corrupt or unreadable: recompute it
+            print(f"stabtheory: recomputing chunk {path.name} ({err})", file=sys.stderr)
+            return False, None
+
+    def save(self, chunk: Chunk, result: Any) -> None:
+        """Write the chunk atomically: temporary file in the same folder, fsync, rename."""
+        path = self._path(chunk)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        digest = hashlib.sha256(payload).hexdigest().encode()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".chunk")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_MAGIC + digest + b"\n" + payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def run(
+        self,
+        chunks: Sequence[Chunk],
+        compute: Callable[[Chunk], Any],
+        *,
+        label: Callable[[Chunk], str] = lambda c: f"{c.study} {c.group}",
+    ) -> list[Any]:
+        """The result of every chunk, in order (computed or loaded)."""
+        results: list[Any] = [None] * len(chunks)
+        pending = []
+        for k, chunk in enumerate(chunks):
+            mine = k % self.process_count == self.process_index
+            ok, value = (False, None) if self.force and mine else self.load(chunk)
+            if ok:
+                results[k] = value
+                self.loaded += 1
+                self._tick(results, chunks, label(chunk) + " (loaded)")
+            elif mine:
+                results[k] = compute(chunk)
+                self.save(chunk, results[k])
+                self.computed += 1
+                self._tick(results, chunks, label(chunk))
+            else:
+                pending.append(k)
+        deadline = time.monotonic() + self.wait_timeout_s
+        while pending:  # chunks of the other processes
+            still = []
+            for k in pending:
+                ok, value = self.load(chunks[k])
+                if ok:
+                    results[k] = value
+                    self.loaded += 1
+                    self._tick(results, chunks, label(chunks[k]) + " (other process)")
+                else:
+                    still.append(k)
+            pending = still
+            if pending:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{len(pending)} chunks of the other processes did not appear under "
+                        f"{self.root} within {self.wait_timeout_s:.0f} s."
+                    )
+                time.sleep(0.5)
+        return results
+
+    def _tick(self, results, chunks, text: str) -> None:
+        if self.progress is not None:
+            done = sum(r is not None for r in results)
+            self.progress(done, len(chunks), text)
