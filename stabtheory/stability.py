@@ -138,7 +138,17 @@ def per_sample_stability(
     raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
 
 
-_train_runs = jax.jit(heads.train_runs, static_argnames=("loss", "optimizer", "batch_size"))
+_traced_train_runs = jax.jit(heads.train_runs, static_argnames=("loss", "optimizer", "batch_size"))
+
+
+def _train_runs(*args, **kwargs) -> heads.Trajectory:
+    """The jitted trainer: static checkpoints (fixed-length loops, one compilation per
+    checkpoint tuple) on an accelerator, where a traced loop bound blocks XLA's loop
+    optimisations; traced checkpoints (one compilation for every checkpoint tuple) on the CPU,
+    where both run at the same speed (benchmarks/README.md). Same trajectories either way."""
+    if jax.default_backend() == "cpu":
+        return _traced_train_runs(*args, **kwargs)
+    return heads.jit_train_runs(*args, **kwargs)
 
 
 @dataclasses.dataclass(frozen=True)

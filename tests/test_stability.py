@@ -453,3 +453,12 @@ def test_direction_at_step_zero_from_zero_start_is_refused():
     # the weights notion is defined there (and zero)
     est = stability.loo_stability(ds.X, ds.y, steps=[0, 10], notion="weights")
     assert np.all(est.per_sample[0] == 0)
+
+
+def test_accelerator_path_uses_static_checkpoints_with_the_same_result(monkeypatch):
+    """On an accelerator the trainer runs fixed-length loops; the estimate is unchanged."""
+    ds = data.planted_margin(12, 3, 0.2, seed=1)
+    cpu = stability.loo_stability(ds.X, ds.y, lr=0.5, steps=[1, 10, 100], loss="logistic")
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    acc = stability.loo_stability(ds.X, ds.y, lr=0.5, steps=[1, 10, 100], loss="logistic")
+    np.testing.assert_allclose(acc.per_sample, cpu.per_sample, rtol=1e-13, atol=1e-15)
