@@ -586,6 +586,46 @@ def _check_steps(steps: Sequence[int]) -> np.ndarray:
     return steps
 
 
+def _recon(graphdef, unravel, rest, w, x_in, x_target):
+    """Denoising reconstruction error of the autoencoder with flat weights ``w``."""
+    out = nnx.merge(graphdef, unravel(w), rest)(x_in)
+    return jnp.mean((out - x_target) ** 2)
+
+
+@functools.lru_cache(maxsize=32)
+def _pretrain_program(graphdef, config: PretrainConfig):
+    """The jitted pre-training loop of one architecture and config. The parameters, data,
+    noise and key are arguments, so every seed and source pool of the same shapes reuses one
+    compilation (a closure over them would compile again for every call)."""
+    tx = optax.adam(config.lr)
+
+    @jax.jit
+    def run(params, rest, X, eval_noise, key, starts, stops):
+        w_init, unravel = ravel_pytree(params)
+
+        def recon(w, x_in, x_target):
+            return _recon(graphdef, unravel, rest, w, x_in, x_target)
+
+        def body(t, carry):
+            w, opt_state = carry
+            k_idx, k_noise = jax.random.split(jax.random.fold_in(key, t))
+            idx = jax.random.randint(k_idx, (config.batch_size,), 0, X.shape[0])
+            xb = X[idx]
+            xn = xb + config.noise * jax.random.normal(k_noise, xb.shape, F64)
+            updates, opt_state = tx.update(jax.grad(recon)(w, xn, xb), opt_state, w)
+            return optax.apply_updates(w, updates), opt_state
+
+        def segment(carry, bounds):
+            carry = jax.lax.fori_loop(bounds[0], bounds[1], body, carry)
+            return carry, carry[0]
+
+        _, ws = jax.lax.scan(segment, (w_init, tx.init(w_init)), (starts, stops))
+        losses = jax.lax.map(lambda w: recon(w, X + eval_noise, X), ws)
+        return ws, losses
+
+    return run
+
+
 def pretrain(
     autoencoder: DenoisingAutoencoder,
     X_source: np.ndarray,
@@ -631,40 +671,18 @@ def pretrain(
     params = jax.tree.map(lambda a: jnp.asarray(a, F64), params)
     w_init, unravel = ravel_pytree(params)
     key = jax.random.fold_in(jax.random.key(seed), _TAG_BATCHES)
-
-    def recon(w, x_in, x_target):
-        out = nnx.merge(graphdef, unravel(w), rest)(x_in)
-        return jnp.mean((out - x_target) ** 2)
-
     eval_key = jax.random.fold_in(jax.random.key(seed), _TAG_EVAL_NOISE)
     eval_noise = config.noise * jax.random.normal(eval_key, X.shape, F64)
-    tx = optax.adam(config.lr)
-
-    def body(t, carry):
-        w, opt_state = carry
-        k_idx, k_noise = jax.random.split(jax.random.fold_in(key, t))
-        idx = jax.random.randint(k_idx, (config.batch_size,), 0, X.shape[0])
-        xb = X[idx]
-        xn = xb + config.noise * jax.random.normal(k_noise, xb.shape, F64)
-        updates, opt_state = tx.update(jax.grad(recon)(w, xn, xb), opt_state, w)
-        return optax.apply_updates(w, updates), opt_state
-
-    def segment(carry, bounds):
-        carry = jax.lax.fori_loop(bounds[0], bounds[1], body, carry)
-        return carry, carry[0]
-
-    @jax.jit
-    def run(w_init, starts, stops):
-        _, ws = jax.lax.scan(segment, (w_init, tx.init(w_init)), (starts, stops))
-        losses = jax.lax.map(lambda w: recon(w, X + eval_noise, X), ws)
-        return ws, losses
-
     starts = np.concatenate([[0], steps_np[:-1]])
-    if steps_np[-1] == 0:  # nothing to train: skip compiling the loop
+    if steps_np[-1] == 0:  # nothing to train: skip the loop
         ws = jnp.broadcast_to(w_init, (len(steps_np), w_init.size))
-        losses = jnp.stack([recon(w_init, X + eval_noise, X)] * len(steps_np))
+        loss0 = _recon(graphdef, unravel, rest, w_init, X + eval_noise, X)
+        losses = jnp.stack([loss0] * len(steps_np))
     else:
-        ws, losses = run(w_init, jnp.asarray(starts), jnp.asarray(steps_np))
+        run = _pretrain_program(graphdef, config)
+        ws, losses = run(
+            params, rest, X, eval_noise, key, jnp.asarray(starts), jnp.asarray(steps_np)
+        )
     states = tuple(unravel(w) for w in ws)
     return PretrainResult(steps_np, states, np.asarray(losses, np.float64), graphdef)
 

@@ -250,10 +250,10 @@ def ft_evidence(
     w_gd = np.asarray(_gd_path(tm, weights, lam, lr, checkpoints))
     w_real = real_losses = quad_losses = None
     if real:
-        from stabtheory.finetune import finetune_runs
+        from stabtheory.finetune import finetune_runs_jit
 
         w_real = np.asarray(
-            finetune_runs(
+            finetune_runs_jit(
                 apply,
                 w0,
                 X,

@@ -92,7 +92,7 @@ class FineTuneStudySpec:
 
     tasks: tuple[str, ...] = ("synthetic", "digits")
     n: int = 32
-    ns: tuple[int, ...] = (16, 32, 64)
+    ns: tuple[int, ...] = (16, 32, 48)
     lam: float = 0.05
     lams: tuple[float, ...] = (0.01, 0.05, 0.2)
     input_scales: tuple[float, ...] = (0.5, 1.0, 2.0)
