@@ -709,6 +709,9 @@ class Testbed:
         d_in, n, hidden, features, activation, input_scale, recon_loss (pre-training loss at
         this checkpoint), seeds, ... .
       graphdef: the classifier's graph definition (for :meth:`model`).
+      pretrained: ``pretrained() -> DenoisingAutoencoder``, a fresh copy of the pre-trained
+        autoencoder (encoder and decoder) the encoder of ``w0`` comes from; what SURT needs
+        to continue the pre-training objective. ``None`` for testbeds built by hand.
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -723,6 +726,7 @@ class Testbed:
     unravel: Callable[[jax.Array], Any]
     info: dict
     graphdef: Any = dataclasses.field(repr=False, default=None)
+    pretrained: Callable[[], Any] | None = dataclasses.field(repr=False, default=None)
 
     @property
     def p(self) -> int:
@@ -922,6 +926,7 @@ def pretrained_family(
                 unravel,
                 info,
                 graphdef,
+                functools.partial(pre.autoencoder, c + 1),
             )
         )
     return testbeds

@@ -344,44 +344,25 @@ _DECODERS: dict[Any, Callable] = {}
 def pretrained_autoencoder(testbed: _ft.Testbed) -> _ft.DenoisingAutoencoder:
     r"""The denoising autoencoder whose encoder is the testbed's pre-trained encoder.
 
-    Re-derived from the testbed's ``info`` (architecture, source, pre-training config and
-    length, ``init_seed``) through the cached pre-training of :mod:`stabtheory.finetune`
-    (deterministic given its seed, so a miss pre-trains again and gets the same network), and
-    checked: its encoder weights must equal ``testbed.w0``'s encoder block exactly.
+    Taken from the testbed itself (:attr:`stabtheory.finetune.Testbed.pretrained`, a fresh
+    copy each call) and checked: its encoder weights must equal ``testbed.w0``'s encoder block
+    exactly.
 
     Raises:
-      ValueError: the testbed's pre-training cannot be re-derived from its ``info`` (e.g. a
-        non-default ``n_source`` or ``source_fraction``); pass ``autoencoder=`` to
-        :func:`surt` instead.
+      ValueError: the testbed carries no pre-trained autoencoder (built by hand) or one whose
+        encoder is not the testbed's; pass ``autoencoder=`` to :func:`surt` instead.
     """
-    info = testbed.info
-    task = info["task"]
-    if task == "synthetic":
-        src = {"d_in": int(info["d_in"]), "source_seed": int(info["source_seed"])}
-        if int(info.get("latent_dim", 4)) != 4:
-            src["latent_dim"] = int(info["latent_dim"])
-    elif task == "digits":
-        src = {"source_seed": int(info["source_seed"])}
-        if info.get("standardize"):
-            src["standardize"] = True
-    else:
-        raise ValueError(f"cannot re-derive the pre-training of a {task!r} testbed.")
-    source_key = (task, tuple(sorted(src.items())))
-    arch = _ft._Arch(
-        int(info["d_in"]),
-        tuple(int(h) for h in info["hidden"]),
-        int(info["features"]),
-        info["activation"],
-    )
-    steps = (0, int(info["pretrain_steps"]))
-    config = _ft.PretrainConfig(**info["pretrain_config"])
-    pre = _ft._pretrained(source_key, arch, steps, config, int(info["init_seed"]))
-    ae = pre.autoencoder(1)
+    if testbed.pretrained is None:
+        raise ValueError(
+            f"testbed {testbed.name!r} carries no pre-trained autoencoder (built by hand?); "
+            "pass autoencoder= explicitly."
+        )
+    ae = testbed.pretrained()
     w_enc = np.asarray(ravel_pytree(nnx.state(ae.encoder, nnx.Param))[0])
     if w_enc.shape != _split(testbed)[0].shape or not np.array_equal(w_enc, _split(testbed)[0]):
         raise ValueError(
-            f"could not re-derive the pre-trained autoencoder of testbed {testbed.name!r} from "
-            "its info (non-default source pool settings?); pass autoencoder= explicitly."
+            f"the pre-trained autoencoder of testbed {testbed.name!r} does not match its "
+            "encoder weights; pass autoencoder= explicitly."
         )
     return ae
 

@@ -204,9 +204,13 @@ def test_surt_zero_steps_is_the_pretrained_encoder_and_is_deterministic(tb):
     runs = M.finetune_seeds(tb, M.Method(surt_steps=20, steps=0), seeds=2, seed=2)
     np.testing.assert_allclose(runs.encoder_start[1], w1, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(runs.encoder, runs.encoder_start)  # zero supervised steps
-    # The pre-trained autoencoder is re-derived exactly from the testbed.
+    # The testbed carries its pre-trained autoencoder (a fresh copy each call).
     ae = M.pretrained_autoencoder(tb)
     assert ae.encoder.features == SMALL["features"]
+    assert tb.pretrained() is not tb.pretrained()
+    bare = dataclasses.replace(tb, pretrained=None)
+    with pytest.raises(ValueError, match="autoencoder="):
+        M.pretrained_autoencoder(bare)
 
 
 def test_surt_lowers_the_weight_distance_where_it_must():
