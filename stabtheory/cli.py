@@ -84,13 +84,7 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"process {jax.process_index()}: {executor.computed} chunks computed")
         return 0
     replicates = {k: s.replicates for k, s in specs.items() if hasattr(s, "replicates")}
-    report = write_report(
-        results.get("head"),
-        out,
-        finetune=results.get("finetune"),
-        stabilizers=results.get("stabilizers"),
-        environment=engine.environment(replicates),
-    )
+    report = write_report(results, out, environment=engine.environment(replicates))
     runtime = time.perf_counter() - start
     timings = {
         "runtime_s": runtime,

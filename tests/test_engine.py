@@ -34,7 +34,7 @@ TINY = head_study.HeadStudySpec(
 
 
 def _report(study) -> dict:
-    return build_report(study, environment={"replicates": {}})
+    return build_report({"head": study}, environment={"replicates": {}})
 
 
 def test_draw_seeds_are_distinct_and_stable():

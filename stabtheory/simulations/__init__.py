@@ -1,10 +1,12 @@
 """Studies: sweep specifications, their runners, and the registry the CLI and report use.
 
 A study is a spec (a frozen dataclass with ``.quick()`` and, where it runs data draws, a
-``replicates`` field), a plan of typed configurations, and a runner that executes its chunks
+``replicates`` field), a plan of typed configurations, a runner that executes its chunks
 through :class:`~stabtheory.simulations.engine.Executor` and returns a results object
-(:class:`~stabtheory.simulations.base.Study`) with checks, stability and verdicts. Adding a
-study is one module and one :data:`STUDIES` entry.
+(:class:`~stabtheory.simulations.base.Study`) with checks, stability and verdicts, and a
+report module (its JSON section, markdown and figures). The CLI and
+:mod:`stabtheory.report` loop over :data:`STUDIES`: adding a study is its two modules and one
+entry here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from stabtheory.simulations.engine import Executor
@@ -38,6 +41,9 @@ class StudyEntry:
         ``runner(spec, executor=executor)``.
       default: run by ``stabtheory verify`` without ``--study``.
       description: one line for ``--help``.
+      report: the module of its report hooks: ``section(study) -> dict`` (keys ``checks``,
+        ``claims``, ``study``, ``extra``), ``markdown(report) -> list[str]`` and
+        ``figures(study, out) -> list[str]``.
     """
 
     name: str
@@ -46,6 +52,7 @@ class StudyEntry:
     runner: str
     default: bool
     description: str
+    report: str
 
     def spec(self, *, quick: bool = False, replicates: int | None = None) -> Any:
         """The default (or quick) spec, with ``replicates`` overridden where the study has it."""
@@ -54,6 +61,10 @@ class StudyEntry:
         if replicates is not None and hasattr(spec, "replicates"):
             spec = dataclasses.replace(spec, replicates=replicates)
         return spec
+
+    def reporter(self) -> ModuleType:
+        """The module of the study's report hooks."""
+        return importlib.import_module(self.report)
 
     def run(self, spec: Any, executor: Executor) -> Any:
         run: Callable = getattr(importlib.import_module(self.module), self.runner)
@@ -70,6 +81,7 @@ STUDIES: dict[str, StudyEntry] = {
             "run_head_study",
             True,
             "head tuning on separable data (docs/theory.md section 3)",
+            "stabtheory.simulations.head_report",
         ),
         StudyEntry(
             "finetune",
@@ -78,6 +90,7 @@ STUDIES: dict[str, StudyEntry] = {
             "run_finetune_study",
             True,
             "full fine-tuning through the Taylor model (docs/theory.md section 2)",
+            "stabtheory.simulations.finetune_report",
         ),
         StudyEntry(
             "stabilizers",
@@ -86,6 +99,7 @@ STUDIES: dict[str, StudyEntry] = {
             "run_stabilizer_study",
             False,
             "MMR, MHLoss and SURT against the baselines over seeds (docs/theory.md section 4)",
+            "stabtheory.simulations.stabilizers_report",
         ),
     )
 }

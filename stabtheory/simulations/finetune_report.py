@@ -1,0 +1,176 @@
+"""The full fine-tuning study's part of the report: its JSON section (with the Taylor
+faithfulness table), markdown and figures."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from stabtheory import plotting
+from stabtheory.report import failures, fmt, save_figure
+from stabtheory.simulations.finetune import MEASURES, FineTuneStudy, sweeps
+
+__all__ = ["figures", "markdown", "section"]
+
+
+def section(ft: FineTuneStudy) -> dict:
+    """Check rows, verdicts, the study's entry and the ``taylor`` table of ``report.json``."""
+    taylor = [
+        {
+            key: c[key]
+            for key in (
+                "task",
+                "replicates",
+                "n",
+                "lam",
+                "input_scale",
+                "pretrain_steps",
+                "alpha",
+                "lr_fraction",
+                "rho",
+                "distance",
+                "taylor_departure",
+                "loss_gap",
+                "real_exceeds_ft2",
+            )
+        }
+        for c in ft.configs
+    ]
+    return {
+        "checks": [chk.summary() for _, chk in ft.checks],
+        "claims": list(ft.verdicts),
+        "study": {"spec": ft.spec.__dict__},
+        "extra": {"taylor": taylor},
+    }
+
+
+def markdown(report: dict) -> list[str]:
+    """The full fine-tuning checks table and the Taylor faithfulness table."""
+    ft_rows = [c for c in report["checks"] if c["theorem"].startswith("ft.")]
+    lines: list[str] = []
+    if not ft_rows:
+        return lines
+    lines += [
+        "",
+        "## Full fine-tuning: checks on the Taylor model (and the real network beside them)",
+        "",
+        "The theorems cover the Taylor model. The rows `loo.weights (real)` set the real "
+        "network's leave-one-out stability beside the FT-2 bound; they are not applicable "
+        "(the Taylor model is not exact for a nonlinear network, see the faithfulness "
+        "table), so they count no violations.",
+        "",
+        "| theorem | notion | task | n | lam | input scale | pre-train | alpha | draws | "
+        "applicable | empirical mean | bound mean | bound/empirical | violations | "
+        "failed assumptions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in ft_rows:
+        cfg = c["config"]
+        lines.append(
+            f"| {c['theorem']} | {c['notion']} | {cfg['task']} | {cfg['n']} | {cfg['lam']} | "
+            f"{cfg['input_scale']} | {cfg['pretrain_steps']} | {cfg['alpha']} | "
+            f"{cfg['replicates']} | {c['applicable']} | {fmt(c['empirical_mean'])} | "
+            f"{fmt(c['bound_mean'])} | "
+            f"{fmt(c['ratio_mean'])} | {c['violations']} | {failures(c)} |"
+        )
+    lines += [
+        "",
+        "### How far the real network departs from the Taylor model",
+        "",
+        "`departure` = max over draws, runs and checkpoints of ||w_real - w_quad|| / "
+        "||w_quad - w0||; `loss gap` = max over draws and checkpoints of |F_real - F_quad| / "
+        "F_real on S; `rho` and ||w_S - w0|| are means over the draws; `real > FT-2` = "
+        "(sample, t) points, summed over the draws, where the real network's leave-one-out "
+        "change exceeds the FT-2 bound computed from the Taylor quantities, at the checkpoints "
+        "where FT-2 applies (n/a: nowhere).",
+        "",
+        "| task | n | lam | input scale | pre-train | alpha | lr / (1/lambda_max) | rho | "
+        "||w_S - w0|| | departure | loss gap | real > FT-2 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["taylor"]:
+        lines.append(
+            f"| {r['task']} | {r['n']} | {r['lam']} | {r['input_scale']} | "
+            f"{r['pretrain_steps']} | {r['alpha']} | {r['lr_fraction']} | {fmt(r['rho'])} | "
+            f"{fmt(r['distance'])} | {fmt(r['taylor_departure'])} | "
+            f"{fmt(r['loss_gap'])} | {r['real_exceeds_ft2']} |"
+        )
+    return lines
+
+
+def figures(ft: FineTuneStudy, out: Path) -> list[str]:
+    names = []
+    spec = ft.spec
+    base_idx = [k for task in spec.tasks for k in ft.find(**dataclasses.asdict(spec.base(task)))]
+    for k in base_idx:
+        chosen = [c for i, c in ft.checks if i == k]
+        fig, axes = plt.subplots(1, 3, figsize=(15.6, 3.9))
+        one_point = [c for c in chosen if c.theorem in ("ft.FT1", "ft.FT1L")]
+        for ax, chk in zip(axes[:2], one_point, strict=True):
+            emp, bound = chk.empirical[0], chk.bound[0]
+            order = np.argsort(-bound)
+            ax.bar(np.arange(len(order)), bound[order], color="0.8", label=f"{chk.theorem} bound")
+            ax.plot(np.arange(len(order)), emp[order], "o", ms=3, label=f"empirical {chk.notion}")
+            ax.set_yscale("log")
+            ax.set_xlabel("sample (sorted by bound)")
+            ax.set_title(f"{chk.theorem} ({chk.notion}), Taylor minimiser", fontsize=9)
+            ax.legend(fontsize=7)
+        gd = next(c for c in chosen if c.notion == "loo.weights (gd)")
+        real = next(c for c in chosen if c.notion == "loo.weights (real)")
+        plotting.plot_bound_vs_empirical(gd, ax=axes[2], label="FT-2")
+        steps = np.asarray(real.steps, float)
+        axes[2].plot(
+            steps,
+            real.empirical.mean(axis=1),
+            "-",
+            color="tab:red",
+            label="real network loo.weights (mean)",
+        )
+        axes[2].legend(fontsize=7)
+        axes[2].set_title("ft.FT2: Taylor GD (and the real network)", fontsize=9)
+        cfg = ft.configs[k]
+        fig.suptitle(
+            f"Full fine-tuning bounds, {cfg['task']} (n={cfg['n']}, p={cfg['p']}, "
+            f"lam={cfg['lam']}, lr={cfg['lr']:.3g})",
+            fontsize=10,
+        )
+        names.append(save_figure(fig, out, f"bounds_ft_{cfg['task']}.png"))
+    late = len(spec.steps) - 1
+    claim_sweeps = sweeps(ft)
+    for notion, measures in MEASURES.items():
+        fig, axes = plt.subplots(1, 3, figsize=(15.6, 3.9))
+        for ax, (claim_id, parameter) in zip(
+            axes,
+            (("ft.n", "n"), ("ft.lipschitz", "rho"), ("ft.distance", "distance")),
+            strict=True,
+        ):
+            curves = {}
+            for task, knob, idx in claim_sweeps[claim_id]:
+                idx = sorted(idx, key=lambda j: ft.configs[j][parameter])
+                xs = [ft.configs[j][parameter] for j in idx]
+                for label, kind in measures:
+                    row = 0 if kind.startswith("min") else late
+                    curves[f"{task}, {label} ({knob})"] = (
+                        xs,
+                        [ft.stability[j][kind][row] for j in idx],
+                    )
+            plotting.plot_claim(
+                {
+                    "n": "sample size n",
+                    "rho": "Lipschitz constant rho = max_i rho_i",
+                    "distance": "weight distance ||w_S - w0||",
+                }[parameter],
+                curves,
+                ax=ax,
+                title=claim_id,
+            )
+        fig.suptitle(
+            f"Full fine-tuning: instability {notion} against the measured quantity "
+            "of each claim (mean over i, 95% bootstrap interval)",
+            fontsize=10,
+        )
+        names.append(save_figure(fig, out, f"claims_ft_{notion.split('.')[1]}.png"))
+    return names
