@@ -62,7 +62,9 @@ def _verify(args: argparse.Namespace) -> int:
         print("error: --replicates must be at least 1.", file=sys.stderr)
         return 2
     import jax
+    import matplotlib
 
+    matplotlib.use("Agg")  # files only; the library itself never switches the backend
     import stabtheory  # noqa: F401  (enables float64)
     from stabtheory.report import write_report
     from stabtheory.simulations import STUDIES, engine

@@ -52,6 +52,17 @@ def test_chunk_keys_depend_on_items_and_study():
     assert a.key == engine.Chunk(a.study, a.group, a.items).key
 
 
+def test_a_changed_spec_never_reuses_a_chunk(tmp_path):
+    """Settings outside the items (here the checkpoints) are part of every chunk's key."""
+    longer = dataclasses.replace(TINY, t_max=400)
+    assert not {c.key for c in head_study.chunks(TINY)} & {c.key for c in head_study.chunks(longer)}
+    head_study.run_head_study(TINY, executor=engine.Executor(tmp_path))
+    ex = engine.Executor(tmp_path)
+    study = head_study.run_head_study(longer, executor=ex)
+    assert ex.loaded == 0 and ex.computed > 0
+    assert study.checks[0][1].steps[-1] == 400
+
+
 def test_persisted_chunks_are_reused_corrupt_ones_recomputed(tmp_path, capsys):
     chunks = [engine.Chunk("toy", (k,), ((k, 0),)) for k in range(3)]
     calls = []

@@ -99,16 +99,20 @@ class Chunk:
       study: the study's registry name.
       group: the static settings shared by the items (e.g. ``("exponential", 64)``).
       items: ``(config, draw)`` pairs; configs are frozen dataclasses.
+      spec: the study's whole spec (a frozen dataclass): every setting outside the items
+        (checkpoints, dimensions, seeds) is part of the key through it.
     """
 
     study: str
     group: tuple
     items: tuple[tuple[Hashable, int], ...]
+    spec: Hashable = None
 
     @property
     def key(self) -> str:
-        """A hash of the study, the group, the items and the package (version and sources)."""
-        text = repr((self.study, self.group, self.items, package_digest()))
+        """A hash of the study, its spec, the group, the items and the package (version and
+        sources): a chunk is reused only by the very same computation."""
+        text = repr((self.study, self.spec, self.group, self.items, package_digest()))
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

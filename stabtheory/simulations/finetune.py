@@ -229,7 +229,7 @@ def chunks(spec: FineTuneStudySpec) -> list[engine.Chunk]:
     """One chunk per (task, draw): the task's configurations in plan order."""
     plan = spec.plan()
     return [
-        engine.Chunk("finetune", (task,), tuple((c, r) for c in plan if c.task == task))
+        engine.Chunk("finetune", (task,), tuple((c, r) for c in plan if c.task == task), spec)
         for r in range(spec.replicates)
         for task in spec.tasks
     ]

@@ -256,7 +256,7 @@ def chunks(spec: HeadStudySpec) -> list[engine.Chunk]:
         size = -(-len(members) // k)
         for c in range(k):
             part = tuple(members[c * size : (c + 1) * size])
-            out.append(engine.Chunk("head", (loss, m, size), part))
+            out.append(engine.Chunk("head", (loss, m, size), part, spec))
     return out
 
 

@@ -420,7 +420,7 @@ def run_stabilizer_study(
     its seeds are already one vmapped batch per testbed and method): see :func:`_run`."""
     spec = spec or StabilizerStudySpec()
     executor = executor or engine.Executor(progress=progress)
-    chunk = engine.Chunk("stabilizers", ("all",), ((spec, 0),))
+    chunk = engine.Chunk("stabilizers", ("all",), ((spec, 0),), spec)
     inner = progress if progress is not None else executor.progress
     (study,) = executor.run([chunk], lambda c: _run(spec, progress=inner), label=lambda c: "")
     return study
@@ -735,9 +735,6 @@ def write_figures(study: StabilizerStudy, out_dir) -> list[str]:
       ``t`` for one head and ``K`` heads; weight distance per method) beside plain's and the
       method's test accuracy across seeds.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
