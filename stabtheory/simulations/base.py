@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from stabtheory.bounds.base import BoundCheck
+from stabtheory.bounds.base import BoundCheck, merge_draws
 
-__all__ = ["Study"]
+__all__ = ["Study", "draws_by_config"]
 
 
 @dataclasses.dataclass
@@ -23,6 +24,7 @@ class Study:
       stability: per config index, ``{notion: per-sample instability}``.
       verdicts: the claims' :class:`~stabtheory.claims.Verdict` objects.
       runtime_s: wall time.
+      items: the per-(configuration, draw) results, draw after draw for each configuration.
     """
 
     spec: Any
@@ -31,6 +33,25 @@ class Study:
     stability: dict[int, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
     verdicts: list = dataclasses.field(default_factory=list)
     runtime_s: float = 0.0
+    items: list = dataclasses.field(default_factory=list)
+
+    def add_config(self, config: dict, members: Sequence) -> None:
+        """Append one configuration run on several draws.
+
+        ``members`` are its per-draw results (with ``checks`` and ``stability``), in draw
+        order: each check is merged over the draws (:func:`merge_draws`) and each notion's
+        stability is stacked to (C, draws, n).
+        """
+        k = len(self.configs)
+        self.items += members
+        self.configs.append(config)
+        for col in range(len(members[0].checks)):
+            merged = merge_draws([it.checks[col] for it in members], config=config)
+            self.checks.append((k, merged))
+        self.stability[k] = {
+            kind: np.stack([np.atleast_2d(it.stability[kind]) for it in members], axis=1)
+            for kind in members[0].stability
+        }
 
     def find(self, **match) -> list[int]:
         """Indices of the configs whose fields equal ``match`` (floats up to rounding)."""
@@ -47,3 +68,13 @@ class Study:
     def violations(self) -> list[BoundCheck]:
         """The applicable checks with at least one violation."""
         return [c for _, c in self.checks if c.applicable and c.violations]
+
+
+def draws_by_config(chunk_results: Iterable[Iterable]) -> dict[Any, list]:
+    """The per-(configuration, draw) results of every chunk, grouped by configuration and
+    sorted by draw."""
+    groups: dict[Any, list] = {}
+    for part in chunk_results:
+        for item in part:
+            groups.setdefault(item.config, []).append(item)
+    return {cfg: sorted(members, key=lambda it: it.draw) for cfg, members in groups.items()}

@@ -50,7 +50,6 @@ import numpy as np
 __all__ = [
     "Chunk",
     "Executor",
-    "chunk_items",
     "draw_seed",
     "enable_compilation_cache",
     "environment",
@@ -114,46 +113,6 @@ class Chunk:
         sources): a chunk is reused only by the very same computation."""
         text = repr((self.study, self.spec, self.group, self.items, package_digest()))
         return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def chunk_items(
-    study: str,
-    items: Sequence[tuple[Hashable, int]],
-    group_of: Callable[[Hashable], tuple],
-    *,
-    max_items: int,
-    cost: Callable[[Hashable], int] | None = None,
-    max_cost: int | None = None,
-) -> list[Chunk]:
-    """Group ``(config, draw)`` items by their static settings and cut each group into chunks.
-
-    Args:
-      study: the study's name (part of the keys).
-      items: the plan times the draws, in plan order.
-      group_of: the static settings of a config (items of one group share a program).
-      max_items: at most this many items per chunk.
-      cost, max_cost: optionally also bound the summed cost (e.g. runs) of a chunk.
-    """
-    groups: dict[tuple, list] = {}
-    for item in items:
-        groups.setdefault(group_of(item[0]), []).append(item)
-    chunks = []
-    for group, members in groups.items():
-        current: list = []
-        total = 0
-        for item in members:
-            c = cost(item[0]) if cost else 0
-            full = len(current) >= max_items or (
-                max_cost is not None and current and total + c > max_cost
-            )
-            if full:
-                chunks.append(Chunk(study, group, tuple(current)))
-                current, total = [], 0
-            current.append(item)
-            total += c
-        if current:
-            chunks.append(Chunk(study, group, tuple(current)))
-    return chunks
 
 
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:

@@ -28,9 +28,8 @@ import numpy as np
 
 from stabtheory import claims as _claims
 from stabtheory.bounds import finetune as _ft
-from stabtheory.bounds.base import merge_draws
 from stabtheory.simulations import engine
-from stabtheory.simulations.base import Study
+from stabtheory.simulations.base import Study, draws_by_config
 
 __all__ = [
     "FT_CLAIMS",
@@ -161,7 +160,6 @@ class FineTuneStudy(Study):
     and the per-draw :class:`FTItem` s."""
 
     spec: FineTuneStudySpec
-    items: list = dataclasses.field(default_factory=list)
 
 
 def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[FTItem]:
@@ -272,27 +270,16 @@ def run_finetune_study(
         lambda c: _compute(spec, c),
         label=lambda c: f"FT {c.group[0]} draw {c.items[0][1]}: {len(c.items)} configs",
     )
-    by_config: dict[FTConfig, list[FTItem]] = {}
-    for part in results:
-        for item in part:
-            by_config.setdefault(item.config, []).append(item)
+    by_config = draws_by_config(results)
     study = FineTuneStudy(spec)
-    for k, cfg in enumerate(spec.plan()):
-        members = sorted(by_config[cfg], key=lambda it: it.draw)
-        study.items += members
+    for cfg in spec.plan():
+        members = by_config[cfg]
         config = {
             **dataclasses.asdict(cfg),
             **_merge_measured(members),
             "replicates": len(members),
         }
-        study.configs.append(config)
-        for col in range(len(members[0].checks)):
-            merged = merge_draws([it.checks[col] for it in members], config=config)
-            study.checks.append((k, merged))
-        study.stability[k] = {
-            kind: np.stack([np.atleast_2d(it.stability[kind]) for it in members], axis=1)
-            for kind in members[0].stability
-        }
+        study.add_config(config, members)
     study.verdicts = judge_claims(study)
     study.runtime_s = time.perf_counter() - start
     return study

@@ -32,11 +32,10 @@ import numpy as np
 from stabtheory import claims as _claims
 from stabtheory import heads
 from stabtheory.bounds import head as _head
-from stabtheory.bounds.base import merge_draws
 from stabtheory.data import Dataset, planted_margin
 from stabtheory.margin import loo_max_margin, max_margin
 from stabtheory.simulations import engine
-from stabtheory.simulations.base import Study
+from stabtheory.simulations.base import Study, draws_by_config
 from stabtheory.stability import Simulation
 
 __all__ = ["HeadConfig", "HeadItem", "HeadStudy", "HeadStudySpec", "run_head_study"]
@@ -154,7 +153,6 @@ class HeadStudy(Study):
     config, verdicts, and the per-draw :class:`HeadItem` s."""
 
     spec: HeadStudySpec
-    items: list = dataclasses.field(default_factory=list)
 
     @property
     def steps(self) -> np.ndarray:
@@ -285,19 +283,14 @@ def run_head_study(
         lambda c: _compute(spec, c, loo_cache),
         label=lambda c: f"head {c.group[0]} n<={c.group[1]}: {len(c.items)} config x draws",
     )
-    by_config: dict[HeadConfig, list[HeadItem]] = {}
-    for part in results:
-        for item in part:
-            by_config.setdefault(item.config, []).append(item)
+    by_config = draws_by_config(results)
     study = HeadStudy(spec)
-    for k, cfg in enumerate(spec.plan()):
-        members = sorted(by_config[cfg], key=lambda it: it.draw)
-        study.items += members
-        gammas = [it.measured["gamma"] for it in members]
+    for cfg in spec.plan():
+        members = by_config[cfg]
         config = {
             **dataclasses.asdict(cfg),
             "gamma_planted": cfg.gamma,
-            "gamma": float(np.mean(gammas)),
+            "gamma": float(np.mean([it.measured["gamma"] for it in members])),
             "R": float(max(it.measured["R"] for it in members)),
             "d": spec.d,
             "optimizer": "gd",
@@ -306,13 +299,7 @@ def run_head_study(
             "dtype": "float64",
             "replicates": len(members),
         }
-        study.configs.append(config)
-        for col in range(len(members[0].checks)):
-            merged = merge_draws([it.checks[col] for it in members], config=config)
-            study.checks.append((k, merged))
-        study.stability[k] = {
-            notion: np.stack([it.stability[notion] for it in members], axis=1) for notion in NOTIONS
-        }
+        study.add_config(config, members)
     study.verdicts = judge_claims(study)
     study.runtime_s = time.perf_counter() - start
     return study
