@@ -10,7 +10,26 @@ import numpy as np
 
 from stabtheory.bounds.base import BoundCheck, merge_draws
 
-__all__ = ["Study", "draws_by_config"]
+__all__ = ["DrawResult", "Study", "draws_by_config"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DrawResult:
+    """The result of one (configuration, draw) of a study.
+
+    Attributes:
+      config: the typed configuration.
+      draw: the draw index.
+      measured: quantities measured on this draw (e.g. the max margin, rho).
+      checks: the :class:`~stabtheory.bounds.BoundCheck` s of this draw, in a fixed order.
+      stability: ``{notion or kind: per-sample values (C, n)}``.
+    """
+
+    config: Any
+    draw: int
+    measured: dict
+    checks: tuple
+    stability: dict
 
 
 @dataclasses.dataclass
@@ -38,9 +57,9 @@ class Study:
     def add_config(self, config: dict, members: Sequence) -> None:
         """Append one configuration run on several draws.
 
-        ``members`` are its per-draw results (with ``checks`` and ``stability``), in draw
-        order: each check is merged over the draws (:func:`merge_draws`) and each notion's
-        stability is stacked to (C, draws, n).
+        ``members`` are its :class:`DrawResult` s, in draw order: each check is merged over
+        the draws (:func:`merge_draws`) and each notion's stability is stacked to
+        (C, draws, n).
         """
         k = len(self.configs)
         self.items += members

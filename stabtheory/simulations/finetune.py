@@ -29,12 +29,11 @@ import numpy as np
 from stabtheory import claims as _claims
 from stabtheory.bounds import finetune as _ft
 from stabtheory.simulations import engine
-from stabtheory.simulations.base import Study, draws_by_config
+from stabtheory.simulations.base import DrawResult, Study, draws_by_config
 
 __all__ = [
     "FT_CLAIMS",
     "FTConfig",
-    "FTItem",
     "FineTuneStudy",
     "FineTuneStudySpec",
     "run_finetune_study",
@@ -141,28 +140,17 @@ class FineTuneStudySpec:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class FTItem:
-    """The result of one (configuration, draw): measured quantities, checks, stability."""
-
-    config: FTConfig
-    draw: int
-    measured: dict
-    checks: tuple
-    stability: dict
-
-
 @dataclasses.dataclass
 class FineTuneStudy(Study):
     """Results of :func:`run_finetune_study` (:class:`~stabtheory.simulations.base.Study`):
     one config dict per :class:`FTConfig` (its fields and the measured quantities, mean over
     draws), one check row per (config, theorem) over every draw, ``{kind: (C, draws, n)}``,
-    and the per-draw :class:`FTItem` s."""
+    and the per-draw :class:`~stabtheory.simulations.base.DrawResult` s."""
 
     spec: FineTuneStudySpec
 
 
-def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[FTItem]:
+def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
     """Every configuration of one (task, draw), in plan order (the base one first)."""
     from stabtheory import finetune
 
@@ -219,7 +207,7 @@ def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[FTItem]:
         }
         checks = (_ft.check_ft1(ev), _ft.check_ft1l(ev), gd, real)
         stability = {kind: ev.empirical(kind) for _, kinds in MEASURES.items() for _, kind in kinds}
-        results.append(FTItem(cfg, draw, measured, checks, stability))
+        results.append(DrawResult(cfg, draw, measured, checks, stability))
     return results
 
 
@@ -233,7 +221,7 @@ def chunks(spec: FineTuneStudySpec) -> list[engine.Chunk]:
     ]
 
 
-def _merge_measured(members: list[FTItem]) -> dict:
+def _merge_measured(members: list[DrawResult]) -> dict:
     """The measured quantities over the draws: means (the departure and loss gap: max; the
     count of points over FT-2: sum, ``None`` where FT-2 applied in no draw)."""
     m = [it.measured for it in members]

@@ -35,10 +35,10 @@ from stabtheory.bounds import head as _head
 from stabtheory.data import Dataset, planted_margin
 from stabtheory.margin import loo_max_margin, max_margin
 from stabtheory.simulations import engine
-from stabtheory.simulations.base import Study, draws_by_config
+from stabtheory.simulations.base import DrawResult, Study, draws_by_config
 from stabtheory.stability import Simulation
 
-__all__ = ["HeadConfig", "HeadItem", "HeadStudy", "HeadStudySpec", "run_head_study"]
+__all__ = ["HeadConfig", "HeadStudy", "HeadStudySpec", "run_head_study"]
 
 NOTIONS = ("direction", "weights", "loss")
 
@@ -134,23 +134,12 @@ def _planted(n, d, gamma, radius, seed, draw) -> Dataset:
     return planted_margin(n, d, gamma, radius=radius, seed=engine.draw_seed(seed, draw))
 
 
-@dataclasses.dataclass(frozen=True)
-class HeadItem:
-    """The result of one (configuration, draw): its checks and per-sample stability (C, n)."""
-
-    config: HeadConfig
-    draw: int
-    measured: dict
-    checks: tuple
-    stability: dict
-
-
 @dataclasses.dataclass
 class HeadStudy(Study):
     """Results of :func:`run_head_study` (:class:`~stabtheory.simulations.base.Study`): one
     config dict per :class:`HeadConfig` (its fields and the measured gamma, R over the draws),
     one check row per (config, theorem) over every draw, ``{notion: (C, draws, n)}`` per
-    config, verdicts, and the per-draw :class:`HeadItem` s."""
+    config, verdicts, and the per-draw :class:`~stabtheory.simulations.base.DrawResult` s."""
 
     spec: HeadStudySpec
 
@@ -183,7 +172,7 @@ def _train_items(Z, masks, lr, checkpoints, *, loss):
     return jax.vmap(item)(Z, masks, lr)
 
 
-def _compute(spec: HeadStudySpec, chunk: engine.Chunk, loo_cache: dict) -> list[HeadItem]:
+def _compute(spec: HeadStudySpec, chunk: engine.Chunk, loo_cache: dict) -> list[DrawResult]:
     loss, m, capacity = chunk.group
     d, steps = spec.d, spec.steps
     Z = np.zeros((capacity, m, d))
@@ -234,7 +223,7 @@ def _compute(spec: HeadStudySpec, chunk: engine.Chunk, loo_cache: dict) -> list[
             checks.append(_head.check_svm_loo(ev))
         measured = {"gamma": ev.config["gamma"], "R": ev.config["R"], "data": ds.name}
         stability = {notion: ev.empirical(notion) for notion in NOTIONS}
-        results.append(HeadItem(cfg, draw, measured, tuple(checks), stability))
+        results.append(DrawResult(cfg, draw, measured, tuple(checks), stability))
     return results
 
 
