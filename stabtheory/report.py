@@ -60,6 +60,7 @@ def build_report(studies: Mapping[str, Any], *, environment: dict | None = None)
             "ft.FT1": {"signs": ft1_signs()},
         },
         "violations": sum(c["violations"] for c in checks if c["applicable"]),
+        "headline": headline(checks),
         "studies": entries,
         "environment": {
             **(environment or engine.environment({})),
@@ -69,6 +70,25 @@ def build_report(studies: Mapping[str, Any], *, environment: dict | None = None)
         **extra,
     }
     return _jsonable(report)
+
+
+def headline(checks: list[dict]) -> dict:
+    """The count of applicable check rows by outcome (docs/theory.md section 6).
+
+    ``violations``: rows with at least one violation; ``vacuous``: passing rows whose every
+    compared entry has a bound at least the trivial bound (they say nothing);
+    ``informative``: the other passing rows (some entry below the trivial bound, or a notion
+    without a trivial bound); ``not_applicable``: rows whose theorem applies nowhere.
+    """
+    rows = [c for c in checks if c["applicable"]]
+    passing = [c for c in rows if not c["violations"]]
+    vacuous = [c for c in passing if c["vacuous_share"] == 1.0]
+    return {
+        "violations": sum(1 for c in rows if c["violations"]),
+        "informative": len(passing) - len(vacuous),
+        "vacuous": len(vacuous),
+        "not_applicable": len(checks) - len(rows),
+    }
 
 
 def save_figure(fig, out: Path, name: str) -> str:
@@ -119,6 +139,14 @@ def _markdown(report: dict, figures: list[str]) -> str:
         f"{env['backend']} ({env['devices']} x {env['device_kind']}); data draws per "
         f"configuration: {reps}; **{report['violations']} violations** of rigorous bounds."
     )
+    h = report["headline"]
+    lines += [
+        "",
+        f"**Headline:** of {len(report['checks'])} check rows, {h['violations']} with a "
+        f"violation, {h['informative']} informative passes, {h['vacuous']} vacuous passes "
+        f"(every compared bound at least the trivial bound, so the pass says nothing), "
+        f"{h['not_applicable']} where the theorem does not apply (docs/theory.md section 6).",
+    ]
     lines += ["", "## Theorems", ""]
     for th in report["theorems"]:
         lines.append(f"- `{th['id']}`: {th['title']}. {th['reference']}.")

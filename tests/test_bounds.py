@@ -261,3 +261,45 @@ def test_an_int_step_count_gives_per_sample_arrays():
     np.testing.assert_allclose(one.empirical, many.empirical[1], rtol=1e-12)
     assert one.violation_mask.shape == (10,) and one.holds
     assert check_bound("head.svm_loo", ds.X, ds.y, steps=[1, 2]).bound.shape == (10,)
+
+
+def test_vacuous_share_counts_bounds_at_least_the_trivial_bound():
+    ds = st.planted_margin(12, 3, 0.2, seed=7)
+    chk = check_bound("head.H1", ds.X, ds.y, lr=0.5, steps=[1, 10_000])
+    assert chk.trivial == 2.0
+    expected = np.mean(chk.bound[chk.entry_mask] >= 2.0)
+    assert chk.vacuous_share == pytest.approx(expected)
+    assert chk.summary()["vacuous_share"] == chk.vacuous_share
+    import dataclasses
+
+    assert dataclasses.replace(chk, bound=chk.bound * 0 + 2.0).vacuous_share == 1.0
+    assert dataclasses.replace(chk, bound=chk.bound * 0 + 1.9).vacuous_share == 0.0
+    # raw weights have no trivial bound
+    assert check_bound("head.C1", ds.X, ds.y, lr=0.5, steps=[10]).vacuous_share is None
+
+
+def test_margin_gap_trivial_bound_is_gamma_plus_radius_per_run():
+    ds = st.planted_margin(12, 3, 0.4, seed=8)
+    lr = 0.9 / ds.radius**2
+    chk = check_bound("head.H2m", ds.X, ds.y, lr=lr, steps=[10, 100_000])
+    trivial = np.atleast_1d(chk.trivial)
+    assert trivial.shape == (ds.n + 1,)
+    gamma = st.max_margin(ds.X, ds.y).margin
+    assert trivial[0] == pytest.approx(gamma + ds.radius, rel=1e-6)
+    share = chk.vacuous_share
+    assert share is not None and 0.0 <= share <= 1.0
+
+
+def test_merging_draws_keeps_the_trivial_bound_per_entry():
+    from stabtheory.bounds.base import merge_draws
+
+    a, b = (
+        check_bound("head.H2m", ds.X, ds.y, lr=0.9 / ds.radius**2, steps=[10, 100_000])
+        for ds in (st.planted_margin(8, 3, 0.4, seed=s) for s in (1, 2))
+    )
+    merged = merge_draws([a, b], config={})
+    assert np.shape(merged.trivial) == (2, 18)
+    expected = (np.sum(a.vacuous_mask) + np.sum(b.vacuous_mask)) / (
+        a.entry_mask.sum() + b.entry_mask.sum()
+    )
+    assert merged.vacuous_share == pytest.approx(expected)

@@ -201,6 +201,10 @@ class BoundCheck:
       entries: optional (C, n) mask of the entries the check covers within its applicable
         checkpoints (set by :func:`merge_draws`, where each draw's samples have their own
         applicable checkpoints); ``None``: every entry of an applicable checkpoint.
+      trivial: the trivial bound of the notion, which holds whatever the algorithm does
+        (docs/theory.md section 6): 2 for a distance between unit vectors, gamma + R for a
+        margin gap; a scalar or an array broadcastable to ``bound``; ``None`` where the notion
+        has no trivial bound (raw weights, unbounded losses).
     """
 
     theorem: str
@@ -213,6 +217,7 @@ class BoundCheck:
     tol: float
     config: dict
     entries: np.ndarray | None = None
+    trivial: float | np.ndarray | None = None
 
     @property
     def applicable(self) -> bool:
@@ -246,12 +251,25 @@ class BoundCheck:
         """``True``/``False`` when applicable; ``None`` when the theorem does not apply."""
         return (self.violations == 0) if self.applicable else None
 
-    def _vacuous_fraction(self) -> float | None:
-        """Share of applicable entries where a direction bound is >= 2 (the largest possible
-        distance between unit vectors), i.e. says nothing; ``None`` for other notions."""
-        if "direction" not in self.notion or not self.applicable:
+    @property
+    def vacuous_mask(self) -> np.ndarray | None:
+        """(C, n): compared entries whose bound is at least the trivial bound (a pass there
+        says nothing); ``None`` when the notion has no trivial bound."""
+        if self.trivial is None:
             return None
-        return float(np.mean(self._2d()[0][self.entry_mask] >= 2.0))
+        bound = self._2d()[0]
+        trivial = np.broadcast_to(np.atleast_2d(self.trivial), bound.shape)
+        with np.errstate(invalid="ignore"):
+            return (bound >= trivial) & self.entry_mask
+
+    @property
+    def vacuous_share(self) -> float | None:
+        """Share of the compared entries whose bound is at least the trivial bound; ``None``
+        when the notion has no trivial bound or the theorem applies nowhere."""
+        mask = self.vacuous_mask
+        if mask is None or not self.entry_mask.any():
+            return None
+        return float(mask.sum() / self.entry_mask.sum())
 
     def summary(self) -> dict:
         """One row of ``report.json``'s ``checks``."""
@@ -277,10 +295,18 @@ class BoundCheck:
             if e.size and np.mean(e) > 0
             else None,
             "violations": self.violations,
-            "vacuous_fraction": self._vacuous_fraction(),
+            "trivial_bound": _trivial_summary(self.trivial),
+            "vacuous_share": self.vacuous_share,
             "holds": self.holds,
             "assumptions": [a.to_dict() for a in self.assumptions],
         }
+
+
+def _trivial_summary(trivial) -> float | None:
+    """The trivial bound for the report: the scalar, or the largest entry of an array."""
+    if trivial is None:
+        return None
+    return float(np.max(trivial))
 
 
 def all_hold(assumptions: Sequence[Assumption]) -> bool:
@@ -329,6 +355,19 @@ def merge_draws(checks: Sequence[BoundCheck], config: dict | None = None) -> Bou
     bounds = [c._2d()[0] for c in checks]
     emps = [c._2d()[1] for c in checks]
     entries = np.concatenate([c.entry_mask for c in checks], axis=1)
+    trivials = [c.trivial for c in checks]
+    if any(t is None for t in trivials):
+        trivial = None
+    elif all(np.ndim(t) == 0 for t in trivials) and len({float(t) for t in trivials}) == 1:
+        trivial = trivials[0]
+    else:
+        trivial = np.concatenate(
+            [
+                np.broadcast_to(np.atleast_2d(t), b.shape)
+                for t, b in zip(trivials, bounds, strict=True)
+            ],
+            axis=1,
+        )
     return dataclasses.replace(
         first,
         bound=np.concatenate(bounds, axis=1),
@@ -336,5 +375,6 @@ def merge_draws(checks: Sequence[BoundCheck], config: dict | None = None) -> Bou
         applicable_at=np.any([c.applicable_at for c in checks], axis=0),
         assumptions=merge_assumptions([c.assumptions for c in checks]),
         entries=entries,
+        trivial=trivial,
         config=first.config if config is None else config,
     )

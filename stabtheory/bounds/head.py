@@ -393,7 +393,14 @@ def _nonzero(ev: HeadEvidence) -> Assumption:
     )
 
 
-def _result(theorem, notion, ev, bound, empirical, assumptions, applicable_at) -> BoundCheck:
+def _trivial(notion: str):
+    """The trivial bound of a unit-vector distance (2); ``None`` for the other notions."""
+    return 2.0 if "direction" in notion else None
+
+
+def _result(
+    theorem, notion, ev, bound, empirical, assumptions, applicable_at, trivial=None
+) -> BoundCheck:
     applicable_at = np.asarray(applicable_at, bool) & all_hold(assumptions)
     bound = np.where(applicable_at[:, None], bound, np.nan)
     return BoundCheck(
@@ -406,6 +413,7 @@ def _result(theorem, notion, ev, bound, empirical, assumptions, applicable_at) -
         assumptions=tuple(assumptions),
         tol=tolerance(np.dtype(ev.config["dtype"])),
         config=dict(ev.config),
+        trivial=_trivial(notion) if trivial is None else trivial,
     )
 
 
@@ -522,7 +530,9 @@ def check_h2_margin(ev: HeadEvidence) -> BoundCheck:
         )
     bound = np.concatenate([b_S, b_i], axis=1)
     empirical = np.concatenate([ev.delta_S[:, None], ev.delta_loo], axis=1)
-    return _result(H2M, "margin.gap", ev, bound, empirical, assumptions, psi_ok)
+    # a margin gap gamma - min_i y_i v.x_i is at most gamma + R whatever v is
+    trivial = np.concatenate([[ev.loo.full.margin + ev.radius], ev.loo.margins + ev.radius_loo])
+    return _result(H2M, "margin.gap", ev, bound, empirical, assumptions, psi_ok, trivial)
 
 
 def check_c1(ev: HeadEvidence, notion: str = "weights") -> BoundCheck:

@@ -35,8 +35,9 @@ def markdown(report: dict) -> list[str]:
         "## Head tuning: checks (bound vs empirical, per sample, over the checkpoints where "
         "the theorem applies)",
         "",
-        "`vacuous` is the share of applicable entries where a direction bound is >= 2, the "
-        "largest possible distance between unit vectors (the bound then says nothing). "
+        "`vacuous` is the share of compared entries whose bound is at least the trivial "
+        "bound (2 for a distance between unit vectors, gamma + R for a margin gap; `-` where "
+        "the notion has none): a pass there says nothing (docs/theory.md section 6). "
         "Each row pools the samples of every data draw of its configuration; `draws` is "
         "their number and `gamma` the mean measured max margin over them.",
         "",
@@ -50,7 +51,7 @@ def markdown(report: dict) -> list[str]:
             f"| {c['theorem']} | {c['notion']} | {cfg['loss']} | {cfg['lr']} | "
             f"{fmt(cfg['gamma'])} | {cfg['n']} | {cfg['replicates']} | {c['applicable']} | "
             f"{fmt(c['empirical_mean'])} | {fmt(c['bound_mean'])} | "
-            f"{fmt(c['ratio_mean'])} | {fmt(c['vacuous_fraction'], 2)} | "
+            f"{fmt(c['ratio_mean'])} | {fmt(c['vacuous_share'], 2)} | "
             f"{c['violations']} | {failures(c)} |"
         )
     return lines
