@@ -2,34 +2,40 @@
 
 A claim says that stability improves when a parameter moves one way: e.g. ``head.margin``,
 "a larger margin gives more stability", predicts that the *instability* (the mean
-leave-one-out value of a notion) decreases as the margin grows. The statistic is Kendall's
-tau between the swept parameter and the mean instability (over data draws and samples), with
-a hierarchical bootstrap interval: the independent data draws are resampled, then the samples
-``i`` within each draw (paired across configurations that share their draws and samples). In
-one regime the verdict is
+leave-one-out value of a notion) decreases as the margin grows. :func:`verdict` judges one
+regime (loss, early or late training, testbed, model) from the per-sample instabilities of
+every configuration of its sweep, over independent data draws
+(:func:`stabtheory.statistics.sweep_statistics`):
 
-* ``supported``: the interval lies strictly on the predicted side of 0,
-* ``refuted``: it lies strictly on the other side,
-* ``inconclusive``: it contains 0 (or the instability does not change at all).
+* Kendall's tau-b between the parameter and the mean instability, with a hierarchical
+  bootstrap interval (draws resampled, then samples within each draw);
+* the effect ratio: mean instability at the largest parameter value / at the smallest, with
+  its interval from the same bootstrap replicates;
+* (reported beside them) the exact sign test on the per-draw taus.
 
-An effect smaller than float64 noise (a spread of the means below 1e-9 of their size) is never
-decisive. Over several regimes (loss, early or late training, testbed, model), a claim is
-``regime-dependent`` when some regimes support it and others refute it (the verdict names
-which), ``supported`` or ``refuted`` when the decisive regimes agree and make at least half of
-all regimes (the others being inconclusive, which the explanation lists), and
-``inconclusive`` otherwise. With a single draw the interval can only resample samples within
-it, and the verdict is conditional on that draw.
+A regime is ``supported`` (``refuted``) when the tau interval lies strictly on the predicted
+(the other) side of 0 **and** the effect is non-negligible: ratio >= 1.1 or <= 1/1.1
+(``MIN_EFFECT``), its interval excluding 1, on the side of tau's sign; otherwise
+``inconclusive``. :func:`combine` turns the regimes of one claim and notion into its verdict;
+regimes of design ``"control"`` (e.g. planted data where the claim holds by construction)
+are reported but not counted, unless every regime is a control.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from stabtheory.statistics import bootstrap_means, kendall_tau, sweep_statistics
+
 __all__ = [
+    "DESIGNS",
     "HEAD_CLAIMS",
+    "MIN_EFFECT",
+    "STATISTIC",
     "Claim",
     "RegimeVerdict",
     "Verdict",
@@ -38,6 +44,23 @@ __all__ = [
     "kendall_tau",
     "verdict",
 ]
+
+#: The smallest decisive effect: ratio of mean instabilities between the ends of a sweep.
+MIN_EFFECT = 1.1
+
+#: Regime designs: a natural knob (``observational``), a knob that moves one bound quantity
+#: alone (``controlled``), and a check whose outcome is known by construction (``control``,
+#: never counted toward the claim's verdict).
+DESIGNS = ("observational", "controlled", "control")
+
+#: What a regime's ``statistic`` and ``effect`` are, and how they decide.
+STATISTIC = (
+    "Kendall tau-b of (parameter, mean instability) with a hierarchical bootstrap 95% CI "
+    "(resampling data draws, then samples within each draw); effect = mean instability at "
+    f"the largest / smallest parameter value, CI from the same replicates; decisive only when "
+    f"the tau CI excludes 0 and the effect is >= {MIN_EFFECT} or <= 1/{MIN_EFFECT} with its CI "
+    "excluding 1 on tau's side; sign_p: exact sign test on the per-draw taus (secondary)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,30 +84,26 @@ HEAD_CLAIMS = {
 }
 
 
-def kendall_tau(x: Sequence[float], y) -> float | np.ndarray:
-    """Kendall's tau-b between two sequences (ties handled as in tau-b).
-
-    ``y`` may also be a 2-D array (rows of values, e.g. bootstrap replicates): then one tau per
-    row is returned.
-
-    Example:
-      >>> kendall_tau([1, 2, 3], [3, 2, 1])
-      -1.0
-    """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    iu = np.triu_indices(len(x), 1)
-    dx = np.sign(x[:, None] - x[None, :])[iu]
-    dy = np.sign(y[..., :, None] - y[..., None, :])[..., iu[0], iu[1]]
-    denom = np.sqrt(np.sum(dx != 0) * np.sum(dy != 0, axis=-1))
-    num = np.sum(dx * dy, axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tau = np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), 0.0)
-    return float(tau) if tau.ndim == 0 else tau
+def _float(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
 
 
 @dataclasses.dataclass(frozen=True)
 class RegimeVerdict:
-    """The verdict of one claim in one regime."""
+    """The verdict of one claim in one regime.
+
+    Attributes:
+      regime: the regime's name.
+      verdict: ``supported``, ``refuted`` or ``inconclusive``.
+      tau, ci: Kendall tau-b of (parameter, mean instability) and its bootstrap interval.
+      parameter_values, instability: the sweep and its mean instabilities.
+      design: one of :data:`DESIGNS`.
+      replicates: the number of independent data draws (smallest over configurations).
+      effect, effect_ci: the effect ratio (largest / smallest parameter value) and its interval.
+      sign_p, draws_up, draws_down: the sign test on the per-draw taus: its p-value and the
+        numbers of draws whose tau is > 0 and < 0.
+    """
 
     regime: str
     verdict: str
@@ -92,40 +111,64 @@ class RegimeVerdict:
     ci: tuple[float, float]
     parameter_values: list
     instability: list
+    design: str = "observational"
+    replicates: int = 1
+    effect: float = math.nan
+    effect_ci: tuple[float, float] = (math.nan, math.nan)
+    sign_p: float = math.nan
+    draws_up: int = 0
+    draws_down: int = 0
+
+    def statistic(self) -> dict:
+        """The regime's ``statistic`` entry of ``report.json``."""
+        return {
+            "tau": _float(self.tau),
+            "ci": [_float(c) for c in self.ci],
+            "sign_p": _float(self.sign_p),
+            "draws_up": int(self.draws_up),
+            "draws_down": int(self.draws_down),
+        }
+
+    def to_dict(self) -> dict:
+        """The regime's entry under ``regimes`` in ``report.json`` (NaN becomes None)."""
+        return {
+            "name": self.regime,
+            "design": self.design,
+            "verdict": self.verdict,
+            "statistic": self.statistic(),
+            "effect": {"ratio": _float(self.effect), "ci": [_float(c) for c in self.effect_ci]},
+            "replicates": int(self.replicates),
+            "parameter_values": [_float(x) for x in self.parameter_values],
+            "instability": [_float(x) for x in self.instability],
+        }
 
 
-def _as_draws(values) -> np.ndarray:
-    """Per-sample instabilities as a (draws, samples) array: a 1-D array is one draw."""
-    a = np.asarray(values, float)
-    if a.ndim not in (1, 2) or a.size == 0:
-        raise ValueError(f"per-sample values must be (n,) or (draws, n), got shape {a.shape}.")
-    return a[None] if a.ndim == 1 else a
+def decide(
+    tau_ci: tuple[float, float],
+    effect: float,
+    effect_ci: tuple[float, float],
+    predicted_sign: int,
+    *,
+    min_effect: float = MIN_EFFECT,
+) -> str:
+    """The verdict rule of one regime (see the module docstring).
 
-
-def bootstrap_means(per_sample: Sequence[np.ndarray], n_boot: int, rng) -> np.ndarray:
-    """Hierarchical bootstrap of the mean instability of every configuration: (n_boot, configs).
-
-    Each configuration's values are (draws, n): the draws are resampled with replacement,
-    then the samples within every chosen draw. When every configuration has the same numbers
-    of draws and samples, they share the resampled indices (a paired bootstrap: draw ``r``
-    and sample ``i`` are the same data in every configuration of a one-at-a-time sweep).
+    Example:
+      >>> decide((0.2, 1.0), 1.5, (1.2, 1.9), +1), decide((0.2, 1.0), 1.05, (1.01, 1.1), +1)
+      ('supported', 'inconclusive')
     """
-    arrays = [_as_draws(v) for v in per_sample]
-    shapes = {a.shape for a in arrays}
-
-    def indices(R: int, n: int):
-        draws = rng.integers(0, R, size=(n_boot, R))
-        samples = rng.integers(0, n, size=(n_boot, R, n))
-        return draws, samples
-
-    if len(shapes) == 1:
-        draws, samples = indices(*shapes.pop())
-        return np.stack([a[draws[..., None], samples].mean(axis=(1, 2)) for a in arrays], axis=1)
-    cols = []
-    for a in arrays:
-        draws, samples = indices(*a.shape)
-        cols.append(a[draws[..., None], samples].mean(axis=(1, 2)))
-    return np.stack(cols, axis=1)
+    lo, hi = tau_ci
+    tau_side = 1 if lo > 0 else -1 if hi < 0 else 0  # NaN ends give 0
+    elo, ehi = effect_ci
+    if effect >= min_effect and elo > 1:
+        effect_side = 1
+    elif 0 <= effect <= 1 / min_effect and ehi < 1:
+        effect_side = -1
+    else:  # negligible, interval covering 1, or undefined (NaN)
+        effect_side = 0
+    if tau_side == 0 or effect_side != tau_side:
+        return "inconclusive"
+    return "supported" if tau_side == predicted_sign else "refuted"
 
 
 def verdict(
@@ -134,9 +177,11 @@ def verdict(
     per_sample: Sequence[np.ndarray],
     *,
     regime: str = "all",
+    design: str = "observational",
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    min_effect: float = MIN_EFFECT,
 ) -> RegimeVerdict:
     """Verdict of a claim in one regime from per-sample instabilities at each parameter value.
 
@@ -146,35 +191,51 @@ def verdict(
       per_sample: per configuration, the per-sample instability values: ``(n,)`` for one
         data draw or ``(draws, n)`` (sizes may differ between configurations).
       regime: a name for the regime.
+      design: ``"observational"``, ``"controlled"`` or ``"control"`` (:data:`DESIGNS`).
+      n_boot, level, seed: the hierarchical bootstrap.
+      min_effect: the smallest decisive effect ratio (and 1 / it for a decrease).
 
     Returns:
-      :class:`RegimeVerdict` with Kendall's tau of (parameter, mean instability) and its
-      bootstrap interval (:func:`bootstrap_means`: draws, then samples within a draw).
+      :class:`RegimeVerdict` decided by :func:`decide` on the statistics of
+      :func:`stabtheory.statistics.sweep_statistics`.
+
+    Example:
+      >>> x = [1, 2, 4, 8]
+      >>> falling = [1.0 / g + 0.01 * np.random.default_rng(g).random((10, 20)) for g in x]
+      >>> r = verdict(HEAD_CLAIMS["head.margin"], x, falling, regime="planted")
+      >>> r.verdict, r.tau, r.replicates, r.draws_down
+      ('supported', -1.0, 10, 10)
     """
-    rng = np.random.default_rng(seed)
-    means = np.array([np.mean(v) for v in per_sample])
-    tau = kendall_tau(parameter_values, means)
-    boot_means = bootstrap_means(per_sample, n_boot, rng)  # (n_boot, configs)
-    taus = kendall_tau(parameter_values, boot_means)
-    alpha = (1 - level) / 2
-    lo, hi = float(np.quantile(taus, alpha)), float(np.quantile(taus, 1 - alpha))
-    s = claim.predicted_sign
-    # No effect smaller than float64 noise is called decisive.
-    negligible = np.ptp(means) <= 1e-9 * np.max(np.abs(means))
-    if negligible or (lo <= 0 <= hi):
-        word = "inconclusive"
-    elif (lo > 0 and s > 0) or (hi < 0 and s < 0):
-        word = "supported"
-    else:
-        word = "refuted"
+    if design not in DESIGNS:
+        raise ValueError(f"design must be one of {DESIGNS}, got {design!r}.")
+    s = sweep_statistics(parameter_values, per_sample, n_boot=n_boot, level=level, seed=seed)
+    word = decide(s.tau_ci, s.effect, s.effect_ci, claim.predicted_sign, min_effect=min_effect)
     return RegimeVerdict(
-        regime, word, tau, (lo, hi), list(map(float, parameter_values)), means.tolist()
+        regime,
+        word,
+        s.tau,
+        s.tau_ci,
+        list(map(float, parameter_values)),
+        s.means.tolist(),
+        design=design,
+        replicates=s.replicates,
+        effect=s.effect,
+        effect_ci=s.effect_ci,
+        sign_p=s.sign.p,
+        draws_up=s.sign.up,
+        draws_down=s.sign.down,
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
-    """A claim's overall verdict under one stability notion."""
+    """A claim's overall verdict under one stability notion.
+
+    Attributes:
+      replicates: the smallest number of data draws over the counted regimes.
+      effect, effect_ci: the effect of the first counted regime whose verdict is the claim's
+        (else the first decisive counted regime, else the first counted regime).
+    """
 
     claim: str
     notion: str
@@ -182,26 +243,45 @@ class Verdict:
     explanation: str
     regimes: tuple[RegimeVerdict, ...]
     figure: str | None = None
+    replicates: int = 0
+    effect: float = math.nan
+    effect_ci: tuple[float, float] = (math.nan, math.nan)
+
+    #: The description of the regimes' statistic (``statistic.name`` in ``report.json``).
+    statistic_name = STATISTIC
 
     def to_dict(self) -> dict:
+        """The claim's entry under ``claims`` in ``report.json`` (NaN becomes None)."""
         return {
             "id": self.claim,
             "notion": self.notion,
             "verdict": self.verdict,
             "explanation": self.explanation,
-            "statistic": {
-                "name": "Kendall tau-b of (parameter, mean instability), hierarchical "
-                "bootstrap 95% CI (resampling data draws, then samples within each draw)",
-                "regimes": [dataclasses.asdict(r) for r in self.regimes],
-            },
+            "replicates": int(self.replicates),
+            "effect": {"ratio": _float(self.effect), "ci": [_float(c) for c in self.effect_ci]},
+            "statistic": {"name": self.statistic_name},
+            "regimes": [r.to_dict() for r in self.regimes],
             "figure": self.figure,
         }
 
 
 def combine(claim: Claim, notion: str, regimes: Sequence[RegimeVerdict], figure=None) -> Verdict:
-    """Overall verdict from the regimes' verdicts (see the module docstring)."""
-    words = {r.verdict for r in regimes}
-    by = {w: [r.regime for r in regimes if r.verdict == w] for w in words}
+    """Overall verdict from the regimes' verdicts.
+
+    Counted regimes: those whose design is not ``"control"`` (all of them when every regime
+    is a control). Among them, a claim is ``regime-dependent`` when some support it and others
+    refute it, ``supported`` or ``refuted`` when the decisive regimes agree and make at least
+    half of the counted regimes, and ``inconclusive`` otherwise. Control regimes are listed in
+    the explanation.
+    """
+    regimes = tuple(regimes)
+    if not regimes:
+        raise ValueError(f"no regimes to combine for {claim.id} ({notion}).")
+    all_controls = all(r.design == "control" for r in regimes)
+    counted = list(regimes) if all_controls else [r for r in regimes if r.design != "control"]
+    controls = [] if all_controls else [r for r in regimes if r.design == "control"]
+    words = {r.verdict for r in counted}
+    by = {w: [r.regime for r in counted if r.verdict == w] for w in words}
     listing = "; ".join(f"{w} in {', '.join(by[w])}" for w in sorted(by))
     decisive = words - {"inconclusive"}
     if len(decisive) == 2:
@@ -210,10 +290,31 @@ def combine(claim: Claim, notion: str, regimes: Sequence[RegimeVerdict], figure=
         word, why = "inconclusive", "no regime is decisive"
     else:
         (sign,) = decisive
-        if len(by[sign]) == len(regimes):
+        if len(by[sign]) == len(counted):
             word, why = sign, f"{sign} in every regime"
-        elif 2 * len(by[sign]) >= len(regimes):
+        elif 2 * len(by[sign]) >= len(counted):
             word, why = sign, f"{sign} in most regimes, none contradicts: {listing}"
         else:
             word, why = "inconclusive", f"decisive in a minority of regimes only: {listing}"
-    return Verdict(claim.id, notion, word, why, tuple(regimes), figure)
+    if all_controls:
+        why += " (every regime is a control)"
+    if controls:
+        why += "; controls, not counted: " + "; ".join(
+            f"{r.verdict} in {r.regime}" for r in controls
+        )
+    lead = (
+        next((r for r in counted if r.verdict == word), None)
+        or next((r for r in counted if r.verdict != "inconclusive"), None)
+        or counted[0]
+    )
+    return Verdict(
+        claim.id,
+        notion,
+        word,
+        why,
+        regimes,
+        figure,
+        replicates=min(r.replicates for r in counted),
+        effect=lead.effect,
+        effect_ci=tuple(lead.effect_ci),
+    )

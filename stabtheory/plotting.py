@@ -21,8 +21,7 @@ import numpy as np
 from matplotlib.ticker import NullFormatter
 
 from stabtheory.bounds.base import BoundCheck
-from stabtheory.claims import bootstrap_means
-from stabtheory.stability import bootstrap_mean_ci
+from stabtheory.statistics import bootstrap_mean_ci, bootstrap_means, percentile_interval
 
 __all__ = ["plot_bound_vs_empirical", "plot_claim"]
 
@@ -101,7 +100,8 @@ def plot_claim(
       parameter: the swept parameter's name (x label).
       curves: ``{label: (parameter_values, per_sample_values_per_config)}``; the values of a
         configuration are ``(n,)`` for one data draw or ``(draws, n)``, and the interval is
-        the hierarchical bootstrap of :func:`stabtheory.claims.bootstrap_means`.
+        the hierarchical bootstrap of :func:`stabtheory.statistics.bootstrap_means` (data
+        draws resampled, then samples within each draw).
       logx: log x axis when the values span more than a decade.
     """
     if ax is None:
@@ -110,7 +110,7 @@ def plot_claim(
         xs = np.asarray(xs, float)
         means = np.array([np.mean(v) for v in per_sample])
         boot = bootstrap_means(per_sample, 2000, np.random.default_rng(0))
-        ci = np.quantile(boot, [0.025, 0.975], axis=0).T
+        ci = np.array([percentile_interval(b, 0.95) for b in boot.T])
         yerr = np.abs(np.stack([means - ci[:, 0], ci[:, 1] - means]))
         ax.errorbar(xs, means, yerr=yerr, marker="o", ms=3, capsize=2, label=label)
     all_x = np.concatenate([np.asarray(xs, float) for xs, _ in curves.values()])

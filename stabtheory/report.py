@@ -115,15 +115,38 @@ def _failed(a: dict, check: dict) -> str:
     return text + ")"
 
 
+def _interval_text(value, ci, sign: str = "") -> str:
+    lo, hi = ci if ci else (None, None)
+    if value is None:
+        return "n/a"
+    if sign:
+        return f"{value:+.2f} [{_signed(lo)}, {_signed(hi)}]"
+    return f"x{fmt(value)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def _signed(x) -> str:
+    return "n/a" if x is None else f"{x:+.2f}"
+
+
 def _regime_text(v: dict, r: dict) -> str:
-    if "p_value" in r:  # stabilizers: a spread ratio method / plain
-        p = f", p={fmt(r['p_value'])}" if r["p_value"] is not None else ""
-        lo, hi = r["ci"]
-        return (
-            f"{r['regime']}: ratio {fmt(r['tau'])} [{fmt(lo)}, {fmt(hi)}]{p}; "
-            f"mechanism {r['mechanism_verdict']}: {r['verdict']}"
-        )
-    return f"{r['regime']}: {r['tau']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}] {r['verdict']}"
+    """One regime of a claim in the markdown table: name, design, tau [CI], effect, verdict.
+
+    A regime of design ``control`` is marked as not counted (unless every regime is one).
+    """
+    st, eff = r["statistic"], r["effect"]
+    unit = "seeds" if "mechanism" in r else "draws"  # the stabilizers replicate seeds
+    parts = [f"{r['name']} ({r['design']}, {r['replicates']} {unit})"]
+    if st.get("tau") is not None:
+        sign = f", sign p={fmt(st['sign_p'])}" if st.get("sign_p") is not None else ""
+        parts.append(f"tau {_interval_text(st['tau'], st['ci'], '+')}{sign}")
+    if st.get("p_value") is not None:  # stabilizers: Brown-Forsythe p of the spread ratio
+        parts.append(f"BF p={fmt(st['p_value'])}")
+    parts.append(f"effect {_interval_text(eff['ratio'], eff['ci'])}")
+    if "mechanism" in r:
+        parts.append(f"mechanism {r['mechanism']['verdict']}")
+    counted = r["design"] != "control" or all(x["design"] == "control" for x in v["regimes"])
+    word = r["verdict"] if counted else f"{r['verdict']}, not counted"
+    return f"{'; '.join(parts)}: {word}"
 
 
 def failures(c: dict) -> str:
@@ -165,19 +188,27 @@ def _markdown(report: dict, figures: list[str]) -> str:
         "",
         "## Claims",
         "",
-        "| claim | notion | verdict | regimes (tau [95% CI]: verdict) | figure |",
-        "|---|---|---|---|---|",
+        "| claim | notion | verdict | effect ratio [95% CI] | draws | regimes (name (design, "
+        "draws); tau [95% CI]; effect: verdict) | figure |",
+        "|---|---|---|---|---|---|---|",
     ]
     for v in report["claims"]:
-        regs = "<br>".join(_regime_text(v, r) for r in v["statistic"]["regimes"])
-        lines.append(f"| {v['id']} | {v['notion']} | **{v['verdict']}** | {regs} | {v['figure']} |")
+        regs = "<br>".join(_regime_text(v, r) for r in v["regimes"])
+        effect = _interval_text(v["effect"]["ratio"], v["effect"]["ci"])
+        lines.append(
+            f"| {v['id']} | {v['notion']} | **{v['verdict']}** | {effect} | {v['replicates']} "
+            f"| {regs} | {v['figure']} |"
+        )
+    names = dict.fromkeys(v["statistic"]["name"] for v in report["claims"])
     lines += [
         "",
-        "Statistic: "
-        + (report["claims"][0]["statistic"]["name"] if report["claims"] else "")
-        + ". The intervals resample the independent data draws of each configuration, then "
-        "the samples within each draw (docs/theory.md section 5); an effect below 1e-9 "
-        "relative is never decisive; "
+        "Statistics: " + "; ".join(f"({k + 1}) {n}" for k, n in enumerate(names)) + ". "
+        "Tau intervals and effect intervals resample the independent data draws of each "
+        "configuration, then the samples within each draw (docs/theory.md section 6). The "
+        "effect is the mean instability at the largest parameter value over that at the "
+        "smallest (a spread ratio method / plain for the stabilizers); 'draws' is the smallest "
+        "number of independent draws (seeds for the stabilizers) behind a counted regime. "
+        "Regimes of design 'control' hold by construction and are not counted. "
         "'regime-dependent' means some regimes support and others refute the claim.",
         "",
         "## Figures",

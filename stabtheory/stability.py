@@ -31,6 +31,7 @@ import numpy as np
 from stabtheory import heads
 from stabtheory.data import validate
 from stabtheory.errors import InvalidDataError
+from stabtheory.statistics import bootstrap_mean_ci
 
 __all__ = [
     "NOTIONS",
@@ -73,25 +74,6 @@ class StabilityEstimate:
         if values.ndim == 1:
             return cls(notion, values, float(mean), float(mx), (float(low), float(high)))
         return cls(notion, values, mean, mx, (low, high))
-
-
-def bootstrap_mean_ci(
-    values, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval of the mean over the last axis.
-
-    Example:
-      >>> lo, hi = bootstrap_mean_ci(np.arange(10.0))
-      >>> bool(lo < 4.5 < hi)
-      True
-    """
-    values = np.asarray(values, dtype=np.float64)
-    n = values.shape[-1]
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    means = values[..., idx].mean(axis=-1)  # (..., n_boot)
-    alpha = (1.0 - level) / 2.0
-    return np.quantile(means, alpha, axis=-1), np.quantile(means, 1.0 - alpha, axis=-1)
 
 
 def _predictor(w: jax.Array) -> jax.Array:

@@ -36,15 +36,18 @@ A claim "X raises <mechanism> and stability" gets, per testbed and spread measur
 regime):
 
 * ``supported`` when the mechanism moves as predicted (its 95% interval excludes no change,
-  on the predicted side) and stability is raised: the ratio's interval lies below 1 (for the
-  accuracy std, **and** the Brown-Forsythe p-value is below ``alpha`` = 0.05);
+  on the predicted side) and stability is raised: the ratio is at most 1/1.1 and its interval
+  lies below 1 (for the accuracy std, **and** the Brown-Forsythe p-value is below ``alpha`` =
+  0.05);
 * ``refuted`` when either part moves decisively the other way (the mechanism's interval on
-  the wrong side, or the ratio's interval above 1, with p < alpha for the accuracy std);
+  the wrong side, or a ratio of at least 1.1 whose interval lies above 1, with p < alpha for
+  the accuracy std);
 * ``inconclusive`` otherwise (e.g. the mechanism works but the spread does not change
   detectably);
 
-and the regimes are combined by :func:`stabtheory.claims.combine` (``regime-dependent`` when
-some regimes support and others refute). Intervals resample the seeds of one task draw and
+and the regimes (design ``"controlled"``, ``replicates`` the seeds, ``effect`` the ratio) are
+combined by :func:`stabtheory.claims.combine` (``regime-dependent`` when some regimes support
+and others refute). Intervals resample the seeds of one task draw and
 one pre-training: verdicts are conditional on them.
 """
 
@@ -57,12 +60,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import scipy.stats
 
 from stabtheory import claims as _claims
 from stabtheory import methods as _methods
 from stabtheory.simulations import engine
-from stabtheory.stability import bootstrap_mean_ci
+from stabtheory.statistics import (
+    bootstrap_mean_ci,
+    bootstrap_ratio,
+    brown_forsythe,
+    mean_difference,
+    mean_ratio,
+    percentile_interval,
+    std_ratio,
+)
 
 __all__ = [
     "MEASURES",
@@ -89,11 +99,14 @@ STABILIZER_CLAIMS = {
     )
 }
 
-#: The statistic of the stability part of a verdict (the ``tau`` and ``ci`` of a regime).
+#: The statistic of the stability part of a verdict (the ``effect`` of a regime).
 STATISTIC = (
-    "ratio method / plain of the seed spread (test-accuracy std, with the Brown-Forsythe "
-    "p-value; or test-prediction disagreement), percentile-bootstrap 95% CI (seeds resampled "
-    "within each method); the mechanism statistic and its interval are in 'mechanism'"
+    "effect = ratio method / plain of the seed spread (test-accuracy std, with the "
+    "Brown-Forsythe p-value; or test-prediction disagreement), percentile-bootstrap 95% CI "
+    "(seeds resampled within each method); stability is raised (lowered) only when the CI "
+    f"lies below (above) 1, the ratio is <= 1/{_claims.MIN_EFFECT} (>= {_claims.MIN_EFFECT}) "
+    "and, for the accuracy std, p < alpha; the mechanism statistic and its interval are in "
+    "'mechanism'"
 )
 
 
@@ -198,15 +211,17 @@ class StabilizerStudySpec:
 
 @dataclasses.dataclass(frozen=True)
 class StabilizerRegime(_claims.RegimeVerdict):
-    """A claim's verdict on one testbed.
+    """A claim's verdict on one testbed and spread measure (design ``"controlled"``).
 
-    The inherited fields hold the stability statistic: ``tau`` the std ratio
-    ``s_method / s_plain`` (test accuracy over seeds), ``ci`` its bootstrap interval,
-    ``parameter_values`` ``[mechanism plain, mechanism method]`` and ``instability``
-    ``[s_plain, s_method]``. The added fields give the rest.
+    The inherited fields hold the stability statistic: ``effect`` the spread ratio
+    ``s_method / s_plain`` (std of test accuracy over seeds, or prediction disagreement),
+    ``effect_ci`` its bootstrap interval, ``replicates`` the seeds, ``parameter_values``
+    ``[mechanism plain, mechanism method]`` and ``instability`` ``[s_plain, s_method]``;
+    ``tau``, ``ci`` and the sign test are NaN (two arms, no sweep to rank). The added
+    fields give the rest.
 
     Attributes:
-      p_value: Brown-Forsythe p-value (method vs plain).
+      p_value: Brown-Forsythe p-value (method vs plain); NaN for the disagreement.
       mechanism: the mechanism statistic, its interval and what it says, in words.
       mechanism_verdict: ``"as predicted"``, ``"opposite"`` or ``"no detectable change"``.
       stability_verdict: ``"raised"``, ``"lowered"`` or ``"no detectable change"``.
@@ -217,15 +232,26 @@ class StabilizerRegime(_claims.RegimeVerdict):
     mechanism_verdict: str = ""
     stability_verdict: str = ""
 
+    def statistic(self) -> dict:
+        p = float(self.p_value)
+        return {**super().statistic(), "p_value": p if math.isfinite(p) else None}
+
+    def to_dict(self) -> dict:
+        return {
+            **super().to_dict(),
+            "mechanism": {
+                "text": self.mechanism,
+                "verdict": self.mechanism_verdict,
+                "stability": self.stability_verdict,
+            },
+        }
+
 
 @dataclasses.dataclass(frozen=True)
 class StabilizerVerdict(_claims.Verdict):
     """A :class:`stabtheory.claims.Verdict` whose statistic is the std ratio (see ``STATISTIC``)."""
 
-    def to_dict(self) -> dict:
-        d = super().to_dict()
-        d["statistic"]["name"] = STATISTIC
-        return d
+    statistic_name = STATISTIC
 
 
 @dataclasses.dataclass
@@ -264,35 +290,8 @@ def _std(a: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.std(a, axis=axis, ddof=1)
 
 
-def _boot_idx(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
-    return rng.integers(0, n, size=(n_boot, n))
-
-
-def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return (math.nan, math.nan)
-    a = (1.0 - level) / 2.0
-    return float(np.quantile(values, a)), float(np.quantile(values, 1.0 - a))
-
-
-def std_ratio(
-    a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
-) -> tuple[float, tuple[float, float]]:
-    """``std(a) / std(b)`` (ddof 1) and its percentile-bootstrap interval (independent samples).
-
-    Example:
-      >>> r, (lo, hi) = std_ratio(np.arange(10.0) * 2, np.arange(10.0))
-      >>> r, lo <= 2.0 <= hi
-      (2.0, True)
-    """
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    rng = np.random.default_rng(seed)
-    sa, sb = _std(a[_boot_idx(rng, n_boot, a.size)]), _std(b[_boot_idx(rng, n_boot, b.size)])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = float(_std(a) / _std(b)) if _std(b) > 0 else math.nan
-        boots = np.where(sb > 0, sa / np.where(sb > 0, sb, 1.0), np.nan)
-    return ratio, _interval(boots, level)
+#: Brown-Forsythe p-value (:func:`stabtheory.statistics.brown_forsythe`).
+_brown_forsythe = brown_forsythe
 
 
 def disagreement(logits: np.ndarray) -> float:
@@ -323,45 +322,22 @@ def _disagreement_ratio(la, lb, *, n_boot, level, seed) -> tuple[float, tuple[fl
     A resample repeats seeds, and a repeated pair never disagrees; the same happens to both
     methods, so the ratio is compared on equal terms.
     """
-    rng = np.random.default_rng(seed)
-    la, lb = np.asarray(la), np.asarray(lb)
-    da = np.array([disagreement(la[i]) for i in _boot_idx(rng, n_boot, la.shape[0])])
-    db = np.array([disagreement(lb[i]) for i in _boot_idx(rng, n_boot, lb.shape[0])])
-    base = disagreement(lb)
-    ratio = disagreement(la) / base if base > 0 else math.nan
-    with np.errstate(divide="ignore", invalid="ignore"):
-        boots = np.where(db > 0, da / np.where(db > 0, db, 1.0), np.nan)
-    return ratio, _interval(boots, level)
 
+    def stat(batch):  # (resamples, seeds, m) -> (resamples,)
+        return np.array([disagreement(x) for x in batch])
 
-def _mean_diff(a, b, *, n_boot, level, seed) -> tuple[float, tuple[float, float]]:
-    rng = np.random.default_rng(seed)
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    boots = a[_boot_idx(rng, n_boot, a.size)].mean(1) - b[_boot_idx(rng, n_boot, b.size)].mean(1)
-    return float(a.mean() - b.mean()), _interval(boots, level)
-
-
-def _mean_ratio(a, b, *, n_boot, level, seed) -> tuple[float, tuple[float, float]]:
-    rng = np.random.default_rng(seed)
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    mb = b[_boot_idx(rng, n_boot, b.size)].mean(1)
-    boots = a[_boot_idx(rng, n_boot, a.size)].mean(1) / mb
-    return float(a.mean() / b.mean()), _interval(boots, level)
+    return bootstrap_ratio(stat, la, lb, n_boot=n_boot, level=level, seed=seed, batch_size=64)
 
 
 def _area_ratio(e_multi, e_single, *, n_boot, level, seed) -> tuple[float, tuple[float, float]]:
     """Ratio of the areas under the mean error curves (paired: seed s shares head 0)."""
-    rng = np.random.default_rng(seed)
-    idx = _boot_idx(rng, n_boot, e_single.shape[0])
-    boots = e_multi[idx].mean(1).sum(-1) / e_single[idx].mean(1).sum(-1)
-    return float(e_multi.mean(0).sum() / e_single.mean(0).sum()), _interval(boots, level)
 
+    def area(batch):  # (resamples, seeds, t) -> (resamples,)
+        return batch.mean(axis=-2).sum(axis=-1)
 
-def _brown_forsythe(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if np.ptp(a) == 0 and np.ptp(b) == 0:
-        return math.nan
-    return float(scipy.stats.levene(a, b, center="median").pvalue)
+    return bootstrap_ratio(
+        area, e_multi, e_single, n_boot=n_boot, level=level, seed=seed, paired=True
+    )
 
 
 def _side(est: float, ci: tuple[float, float], null: float, predicted: int) -> str:
@@ -553,8 +529,8 @@ def _convergence(spec, tb, plain: _methods.SeedRuns, boot) -> dict:
                 "steps": hc.steps.tolist(),
                 "error_single": hc.error_single.mean(0).tolist(),
                 "error_multi": hc.error_multi.mean(0).tolist(),
-                "error_single_band": [list(_interval(c, 0.95)) for c in hc.error_single.T],
-                "error_multi_band": [list(_interval(c, 0.95)) for c in hc.error_multi.T],
+                "error_single_band": [list(percentile_interval(c)) for c in hc.error_single.T],
+                "error_multi_band": [list(percentile_interval(c)) for c in hc.error_multi.T],
                 "area_ratio": ratio,
                 "area_ratio_ci": list(ci),
             }
@@ -570,7 +546,7 @@ def _mechanism(study: StabilizerStudy, claim: str, task: str) -> tuple[str, str,
     ps = study.per_seed[task]
     if claim == "mmr":
         a, b = ps["mmr"]["feature_margin"], ps["plain"]["feature_margin"]
-        est, ci = _mean_diff(a, b, seed=5, **boot)
+        est, ci = mean_difference(a, b, seed=5, **boot)
         word = _side(est, ci, 0.0, +1)
         text = (
             f"feature max margin gamma/R: plain {b.mean():.4f}, mmr {a.mean():.4f}, "
@@ -590,7 +566,7 @@ def _mechanism(study: StabilizerStudy, claim: str, task: str) -> tuple[str, str,
         eK = float(np.sum(c.get("error_multi", [math.nan])))
         return word, text, [e1, eK]
     a, b = ps["surt"]["weight_distance"], ps["plain"]["weight_distance"]
-    est, ci = _mean_ratio(a, b, seed=6, **boot)
+    est, ci = mean_ratio(a, b, seed=6, **boot)
     word = _side(est, ci, 1.0, -1)
     text = (
         f"fine-tuning weight distance ||theta_start - theta*||: plain {b.mean():.3f}, "
@@ -601,6 +577,13 @@ def _mechanism(study: StabilizerStudy, claim: str, task: str) -> tuple[str, str,
 
 #: The two faces of ``seed.std`` (docs/theory.md section 1) that the verdicts use as regimes.
 MEASURES = ("test accuracy", "test predictions")
+
+
+def _seeds(study: StabilizerStudy, task: str, method: str) -> int:
+    """The seeds behind a comparison of ``method`` with plain (the smaller of the two)."""
+    ps = study.per_seed.get(task, {})
+    counts = [len(next(iter(ps[m].values()))) for m in (method, "plain") if ps.get(m)]
+    return min(counts) if counts else int(study.spec.seeds)
 
 
 def _regime(study: StabilizerStudy, claim: str, task: str, measure: str) -> StabilizerRegime:
@@ -614,9 +597,10 @@ def _regime(study: StabilizerStudy, claim: str, task: str, measure: str) -> Stab
         ratio, (lo, hi), p = row["disagreement_ratio"], row["disagreement_ratio_ci"], math.nan
         significant = True
         spread = [plain["disagreement"], row["disagreement"]]
-    if significant and hi < 1.0:
+    # A spread change counts only when significant and non-negligible (docs/theory.md sec. 6).
+    if significant and hi < 1.0 and ratio <= 1.0 / _claims.MIN_EFFECT:
         stab = "raised"
-    elif significant and lo > 1.0:
+    elif significant and lo > 1.0 and ratio >= _claims.MIN_EFFECT:
         stab = "lowered"
     else:
         stab = "no detectable change"
@@ -630,10 +614,14 @@ def _regime(study: StabilizerStudy, claim: str, task: str, measure: str) -> Stab
     return StabilizerRegime(
         regime=f"{task}, {measure}",
         verdict=word,
-        tau=ratio,
-        ci=(lo, hi),
+        tau=math.nan,
+        ci=(math.nan, math.nan),
         parameter_values=values,
         instability=spread,
+        design="controlled",
+        replicates=_seeds(study, task, claim),
+        effect=ratio,
+        effect_ci=(lo, hi),
         p_value=p,
         mechanism=f"{text}: {mech}",
         mechanism_verdict=mech,
@@ -662,22 +650,16 @@ def judge_claims(study: StabilizerStudy) -> list[StabilizerVerdict]:
         for task in study.spec.testbeds:
             acc, pred = (r for r in regimes if r.regime.startswith(f"{task},"))
             details.append(
-                f"{task}: {acc.mechanism}; test-accuracy std ratio {acc.tau:.3f} "
-                f"[{acc.ci[0]:.3f}, {acc.ci[1]:.3f}], Brown-Forsythe p={acc.p_value:.3g}: "
-                f"stability {acc.stability_verdict} -> {acc.verdict}; prediction disagreement "
-                f"ratio {pred.tau:.3f} [{pred.ci[0]:.3f}, {pred.ci[1]:.3f}]: stability "
+                f"{task}: {acc.mechanism}; test-accuracy std ratio {acc.effect:.3f} "
+                f"[{acc.effect_ci[0]:.3f}, {acc.effect_ci[1]:.3f}], Brown-Forsythe "
+                f"p={acc.p_value:.3g}: stability {acc.stability_verdict} -> {acc.verdict}; "
+                f"prediction disagreement ratio {pred.effect:.3f} "
+                f"[{pred.effect_ci[0]:.3f}, {pred.effect_ci[1]:.3f}]: stability "
                 f"{pred.stability_verdict} -> {pred.verdict}"
             )
-        verdicts.append(
-            StabilizerVerdict(
-                v.claim,
-                v.notion,
-                v.verdict,
-                f"{v.explanation}. " + "; ".join(details),
-                v.regimes,
-                v.figure,
-            )
-        )
+        fields = {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}
+        fields["explanation"] = f"{v.explanation}. " + "; ".join(details)
+        verdicts.append(StabilizerVerdict(**fields))
     return verdicts
 
 
@@ -848,9 +830,10 @@ def write_figures(study: StabilizerStudy, out_dir) -> list[str]:
                 for m in MEASURES
             )
             ax_a.set_title(
-                f"{task}: accuracy std ratio {acc.tau:.2f} [{acc.ci[0]:.2f}, {acc.ci[1]:.2f}], "
-                f"BF p={acc.p_value:.2g} -> {acc.verdict}\nprediction disagreement ratio "
-                f"{pred.tau:.2f} [{pred.ci[0]:.2f}, {pred.ci[1]:.2f}] -> {pred.verdict}",
+                f"{task}: accuracy std ratio {acc.effect:.2f} "
+                f"[{acc.effect_ci[0]:.2f}, {acc.effect_ci[1]:.2f}], BF p={acc.p_value:.2g} -> "
+                f"{acc.verdict}\nprediction disagreement ratio {pred.effect:.2f} "
+                f"[{pred.effect_ci[0]:.2f}, {pred.effect_ci[1]:.2f}] -> {pred.verdict}",
                 fontsize=9,
             )
         fig.suptitle(
