@@ -13,6 +13,7 @@ direction and margin), so tests and reports can compare a solver with the truth.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -21,8 +22,10 @@ from stabtheory.errors import InvalidDataError
 __all__ = [
     "Dataset",
     "add_bias",
+    "digits_pair_features",
     "planted_margin",
     "replacement_draws",
+    "separable_band",
     "separable_gaussian",
     "soudry_fig1",
     "validate",
@@ -281,6 +284,173 @@ def separable_gaussian(
         X *= radius / np.max(np.linalg.norm(X, axis=1))
     sol = max_margin(X, y)
     return Dataset(X, y, sol.direction, sol.margin, sol.support, name=f"gaussian(n={n}, d={d})")
+
+
+def separable_band(n: int, d: int, margin: float, *, radius: float = 1.0, seed: int = 0) -> Dataset:
+    """Generic separable data: uniform points in a ball, outside a band around a hyperplane.
+
+    Construction: a random unit ``u``; points ``x`` uniform in the ball of radius ``radius``,
+    redrawn while ``|u . x| < margin``; labels ``y = sign(u . x)``. So every signed point has
+    ``u . z >= margin``: the max margin is at least ``margin`` (attained by ``u`` only in the
+    limit of many samples). Unlike :func:`planted_margin`, nothing is planted: which samples
+    are support vectors, and the max margin itself, depend on the sample, so a new sample can
+    become a support vector and the support set changes as ``n`` grows (the first ``n``
+    samples of a larger draw are a draw of size ``n``). ``margin``, ``direction`` and
+    ``support`` are left ``None``: solve them with :func:`stabtheory.max_margin`.
+
+    Args:
+      n: number of samples (>= 2).
+      d: dimension (>= 2).
+      margin: the half-width of the rejected band, 0 < margin < radius.
+      radius: the radius of the ball (so ``R <= radius``).
+      seed: numpy seed; the result is a deterministic function of the arguments.
+
+    Raises:
+      InvalidDataError: ``n < 2``, ``d < 2`` or ``margin`` not in (0, radius).
+
+    Example:
+      >>> ds = separable_band(40, 5, 0.2, seed=0)
+      >>> ds.X.shape, sorted(set(ds.y.tolist())), bool(ds.radius <= 1.0)
+      ((40, 5), [-1.0, 1.0], True)
+      >>> from stabtheory.margin import max_margin
+      >>> max_margin(ds.X, ds.y).margin >= 0.2
+      True
+    """
+    n, d = int(n), int(d)
+    if n < 2:
+        raise InvalidDataError(f"separable_band needs n >= 2 samples, got n={n}.")
+    if d < 2:
+        raise InvalidDataError(f"separable_band needs d >= 2, got d={d}.")
+    if not 0.0 < radius or not 0.0 < margin < radius:
+        raise InvalidDataError(
+            f"need 0 < margin < radius; got margin={margin}, radius={radius}. The band "
+            "|u . x| < margin must leave part of the ball."
+        )
+    rng = np.random.default_rng(seed)
+    u = _unit(rng.standard_normal(d))
+    kept: list[np.ndarray] = []
+    count = 0
+    while count < n:  # vectorised rejection sampling, batch by batch
+        g = rng.standard_normal((2 * n, d))
+        r = radius * rng.random(2 * n) ** (1.0 / d)
+        x = g / np.linalg.norm(g, axis=1, keepdims=True) * r[:, None]
+        x = x[np.abs(x @ u) >= margin]
+        kept.append(x)
+        count += x.shape[0]
+    X = np.concatenate(kept)[:n]
+    y = np.where(X @ u > 0, 1.0, -1.0)
+    return Dataset(X, y, name=f"band(n={n}, d={d}, gamma>={margin:g})")
+
+
+#: The hyperparameters of the digits encoder (those of the stabilizer study's testbed, so the
+#: two studies share one pre-training per process).
+DIGITS_ENCODER = {"hidden": (32, 32), "features": 8, "pretrain_steps": 1000}
+
+
+def digits_pair_features(
+    pair: tuple[int, int],
+    *,
+    pretrain_steps: int = DIGITS_ENCODER["pretrain_steps"],
+    hidden: tuple[int, ...] = DIGITS_ENCODER["hidden"],
+    features: int = DIGITS_ENCODER["features"],
+    init_seed: int = 0,
+    source_seed: int = 0,
+) -> Dataset:
+    """Frozen features of the pre-trained digits encoder for the images of two digits.
+
+    The encoder is the one of :func:`stabtheory.finetune.make_testbed` ("digits", same
+    ``hidden``, ``features``, ``pretrain_steps``, ``init_seed``, ``source_seed``): an MLP
+    pre-trained by denoising on the unlabeled source pool (one third of scikit-learn's 1797
+    8x8 digits). Its features ``phi(x)`` (tanh, in ``[-1, 1]^features``) of every image of
+    ``pair`` in the task pool (the images NOT used for pre-training; about 240 per pair)
+    are returned, divided by their largest norm so that ``R = 1`` (a common scale: it
+    changes neither separability nor the max-margin direction), with ``y = +1`` for
+    ``pair[0]`` and ``-1`` for ``pair[1]``. Separability through the origin (no bias) is
+    certified by :func:`stabtheory.max_margin`, whose certified lower bound, direction and
+    support fill ``margin``, ``direction`` and ``support``; every subset of a separable pool
+    is separable with a margin at least as large. The pre-training is cached per process
+    (the same encoder for every call with the same settings), so a caller that draws random
+    subsets of the pool reuses ONE encoder for all its draws.
+
+    Args:
+      pair: two different digits in 0..9.
+      pretrain_steps, hidden, features, init_seed, source_seed: the encoder (as in
+        :func:`stabtheory.finetune.make_testbed`).
+
+    Returns:
+      A :class:`Dataset` of shape (pool size, ``features``), deterministic in its arguments.
+
+    Raises:
+      InvalidDataError: ``pair`` is not two different digits.
+      NotSeparableError: the pair's features are not linearly separable through the origin
+        (e.g. 3 vs 8 with the default encoder); choose another pair.
+
+    Example:
+      >>> ds = digits_pair_features((0, 7))  # doctest: +SKIP
+      >>> ds.X.shape[1], ds.radius, ds.margin > 0  # doctest: +SKIP
+      (8, 1.0, True)
+    """
+    from stabtheory.errors import NotSeparableError
+    from stabtheory.margin import max_margin
+
+    try:
+        a, b = (int(c) for c in pair)
+    except (TypeError, ValueError) as err:
+        raise InvalidDataError(f"pair must be two digits, e.g. (0, 7); got {pair!r}.") from err
+    if a == b or not (0 <= a <= 9 and 0 <= b <= 9):
+        raise InvalidDataError(f"pair must be two different digits in 0..9, got {pair!r}.")
+    X, y = _digits_pair_pool(
+        (a, b),
+        int(pretrain_steps),
+        tuple(int(h) for h in hidden),
+        int(features),
+        int(init_seed),
+        int(source_seed),
+    )
+    try:
+        sol = max_margin(X, y)
+    except NotSeparableError as err:
+        raise NotSeparableError(
+            f"digits {a} vs {b}: the frozen features of the encoder (pretrain_steps="
+            f"{pretrain_steps}, features={features}) are not linearly separable through the "
+            f"origin, so no max margin exists. Choose another pair (e.g. (0, 7), (5, 6), "
+            f"(1, 2) are separable with the default encoder). Solver: {err}"
+        ) from err
+    return Dataset(
+        X.copy(),
+        y.copy(),
+        sol.direction,
+        float(sol.margin),
+        sol.support,
+        name=f"digits{a}v{b}-features(pre{pretrain_steps})",
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _digits_pair_pool(pair, pretrain_steps, hidden, features, init_seed, source_seed):
+    import jax
+    import jax.numpy as jnp
+
+    from stabtheory import finetune
+
+    tb = finetune.make_testbed(
+        "digits",
+        classes=pair,
+        n=2,
+        pretrain_steps=pretrain_steps,
+        hidden=hidden,
+        features=features,
+        init_seed=init_seed,
+        source_seed=source_seed,
+    )
+    images = np.concatenate([tb.X, tb.X_test])  # the whole task pool of the pair
+    labels = np.concatenate([tb.y, tb.y_test])
+    encoder = tb.pretrained().encoder
+    F = np.asarray(jax.vmap(encoder)(jnp.asarray(images)), dtype=np.float64)
+    F = F / np.max(np.linalg.norm(F, axis=1))
+    F.setflags(write=False)
+    labels.setflags(write=False)
+    return F, labels
 
 
 def soudry_fig1() -> Dataset:

@@ -23,6 +23,7 @@ TINY = head_study.HeadStudySpec(
     ns=(8, 12),
     losses=("exponential",),
     early_t=10,
+    families=("planted",),
     replicates=2,
 )
 

@@ -314,3 +314,75 @@ def test_replacement_draws_unknown_truth_are_not_copies():
     rep = data.replacement_draws(data.Dataset(X, y), seed=2)
     for xr in rep.X:
         assert not np.any(np.all(X == xr, axis=1))
+
+
+# --- the generic family: separable_band -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "d", "margin"), [(20, 2, 0.3), (64, 8, 0.1), (100, 5, 0.05)])
+def test_separable_band_labels_and_certified_margin(n, d, margin):
+    from stabtheory.margin import max_margin
+
+    ds = data.separable_band(n, d, margin, seed=3)
+    assert ds.X.shape == (n, d) and set(np.unique(ds.y)) <= {-1.0, 1.0}
+    assert ds.radius <= 1.0 + TOL
+    sol = max_margin(ds.X, ds.y)
+    assert sol.margin >= margin * (1 - 1e-9)  # certified lower bound >= the band
+    # labels are consistent: one unit direction separates with margin >= the band
+    assert np.min(signed(ds) @ sol.direction) >= margin * (1 - 1e-9)
+
+
+def test_separable_band_is_deterministic_and_nested_draws_move_the_support():
+    from stabtheory.margin import max_margin
+
+    a, b = data.separable_band(64, 4, 0.1, seed=7), data.separable_band(64, 4, 0.1, seed=7)
+    np.testing.assert_array_equal(a.X, b.X)
+    assert not np.array_equal(a.X, data.separable_band(64, 4, 0.1, seed=8).X)
+    changed = False
+    for seed in range(5):
+        ds = data.separable_band(64, 4, 0.1, seed=seed)
+        small, large = ds.subset(16), ds
+        sv_small = set(np.flatnonzero(max_margin(small.X, small.y).support))
+        sv_large = set(np.flatnonzero(max_margin(large.X, large.y).support))
+        changed |= sv_small != sv_large
+    assert changed  # new samples become support vectors as n grows
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n": 1, "d": 3, "margin": 0.1}, "n >= 2"),
+        ({"n": 10, "d": 1, "margin": 0.1}, "d >= 2"),
+        ({"n": 10, "d": 3, "margin": 0.0}, "0 < margin < radius"),
+        ({"n": 10, "d": 3, "margin": 1.0}, "0 < margin < radius"),
+    ],
+)
+def test_separable_band_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(InvalidDataError, match=match):
+        data.separable_band(**kwargs)
+
+
+# --- the digits family: frozen encoder features -----------------------------------------------
+
+
+def test_digits_pair_features_are_separable_and_deterministic():
+    from stabtheory.margin import max_margin
+
+    ds = data.digits_pair_features((0, 7))
+    assert ds.X.shape[1] == data.DIGITS_ENCODER["features"] and ds.X.shape[0] > 200
+    np.testing.assert_allclose(ds.radius, 1.0, rtol=TOL)
+    assert set(np.unique(ds.y)) == {-1.0, 1.0}
+    assert ds.margin > 0 and np.min(signed(ds) @ ds.direction) >= ds.margin * (1 - 1e-9)
+    again = data.digits_pair_features((0, 7))
+    np.testing.assert_array_equal(ds.X, again.X)
+    np.testing.assert_array_equal(ds.y, again.y)
+    assert max_margin(ds.X[:32], ds.y[:32]).margin >= ds.margin * (1 - 1e-9)
+
+
+def test_digits_pair_features_refuse_bad_and_inseparable_pairs():
+    from stabtheory.errors import NotSeparableError
+
+    with pytest.raises(InvalidDataError, match="two different digits"):
+        data.digits_pair_features((3, 3))
+    with pytest.raises(NotSeparableError, match="Choose another pair"):
+        data.digits_pair_features((3, 8))

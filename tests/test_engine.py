@@ -30,6 +30,10 @@ TINY = head_study.HeadStudySpec(
     losses=("exponential",),
     early_t=10,
     replicates=2,
+    family_n=12,
+    family_ns=(6, 12),
+    band_gammas=(0.2, 0.4),
+    digits_pairs=((5, 6), (0, 7)),
 )
 
 
@@ -127,9 +131,11 @@ def test_head_study_compiles_one_trainer_per_group_whatever_the_plan():
     wide = dataclasses.replace(TINY, replicates=5, lrs=(0.05, 0.1, 0.3, 0.9), gammas=(0.15, 0.3))
     groups = {c.group[:2] for c in head_study.chunks(wide)}
     count, study = traces(wide)
-    assert count <= len(groups) == 2  # (loss, padded n) groups: n = 12 -> 16, n = 6 -> 8
+    # (loss, padded n) groups: n = 12 -> 16, n = 6 -> 8; the three data families share them
+    assert count <= len(groups) == 2
+    assert {c["family"] for c in study.configs} == set(head_study.FAMILIES)
     assert all(c["replicates"] == 5 for c in study.configs)
-    assert study.stability[0]["direction"].shape == (len(TINY.steps), 5, TINY.n)
+    assert study.stability[0]["direction"].shape == (len(wide.steps), 5, TINY.n)
     assert len(study.configs) == len(wide.plan()) > len(small.configs)
 
 

@@ -12,10 +12,14 @@ zero sample weights (a padded sample has no effect on the gradient, the loss or 
 and the learning rate is traced, so the number of compiled trainers is (losses) x (padded
 sizes), whatever the number of configurations and draws.
 
-The sweeps are one-at-a-time around a base configuration, on planted datasets whose max
-margin is known exactly (:func:`stabtheory.data.planted_margin`); the n sweep uses nested
-subsets of one dataset per draw (its support vectors first), so the margin is the same for
-every n.
+The sweeps are one-at-a-time around a base configuration, in three data families (every
+family is a regime of each head claim): ``planted`` (:func:`stabtheory.data.planted_margin`,
+exact margin, fixed support set: a control for ``head.n``), ``generic``
+(:func:`stabtheory.data.separable_band`, where new samples can become support vectors) and
+``digits`` (:func:`stabtheory.data.digits_pair_features`, frozen features of the pre-trained
+digits encoder; the margin sweep runs across digit pairs). The n sweep uses nested subsets of
+one dataset per draw. ``head.lr`` is judged at a fixed t and at matched eta * t (docs/theory.md
+section 6).
 """
 
 from __future__ import annotations
@@ -32,25 +36,46 @@ import numpy as np
 from stabtheory import claims as _claims
 from stabtheory import heads
 from stabtheory.bounds import head as _head
-from stabtheory.data import Dataset, planted_margin
+from stabtheory.data import (
+    DIGITS_ENCODER,
+    Dataset,
+    digits_pair_features,
+    planted_margin,
+    separable_band,
+)
 from stabtheory.margin import loo_max_margin, max_margin
 from stabtheory.simulations import engine
 from stabtheory.simulations.base import DrawResult, Study, draws_by_config
 from stabtheory.stability import Simulation
 
-__all__ = ["HeadConfig", "HeadStudy", "HeadStudySpec", "run_head_study"]
+__all__ = ["FAMILIES", "HeadConfig", "HeadStudy", "HeadStudySpec", "run_head_study"]
 
 NOTIONS = ("direction", "weights", "loss")
+
+#: The data families of the head claims (docs/theory.md section 6).
+FAMILIES = ("planted", "generic", "digits")
 
 
 @dataclasses.dataclass(frozen=True)
 class HeadConfig:
-    """One configuration of the head study (planted data of margin ``gamma``, ``n`` samples)."""
+    """One configuration of the head study.
+
+    Attributes:
+      loss: ``"exponential"`` or ``"logistic"``.
+      lr: the GD step eta.
+      gamma: ``planted``: the exact max margin; ``generic``: the rejected band's half-width
+        (a lower bound on the max margin); ``digits``: ``None`` (the pair sets the margin).
+      n: the number of samples.
+      family: one of :data:`FAMILIES`.
+      pair: ``digits`` only: the two digits (``pair[0]`` is +1).
+    """
 
     loss: str
     lr: float
-    gamma: float
+    gamma: float | None
     n: int
+    family: str = "planted"
+    pair: tuple[int, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,14 +83,26 @@ class HeadStudySpec:
     """What the head study sweeps.
 
     Attributes:
-      n, d, gamma, lr, radius: the base configuration (planted data, exact margin gamma).
+      n, d, gamma, lr, radius: the base configuration of the planted family (exact margin
+        gamma); ``lr`` is the base of every family.
       t_max, checkpoints: log-spaced checkpoints from 1 to t_max.
-      lrs, gammas, ns: the one-at-a-time sweeps around the base.
-      losses: losses trained.
+      lrs, gammas, ns: the planted family's one-at-a-time sweeps around its base (``lrs``
+        for every family).
+      losses: losses trained on the planted family.
       early_t: claims are judged separately at t = early_t ("early") and t = t_max ("late"),
         and the iterations claim on t <= early_t and t >= early_t.
+      matched_t: ``head.lr`` is judged at fixed t = matched_t and at matched eta * t =
+        lr * matched_t: the run of step eta is read at t = round(lr * matched_t / eta), a
+        checkpoint added to :attr:`steps`. ``None``: the largest t with every such
+        checkpoint <= t_max.
+      families: the data families (:data:`FAMILIES`).
+      family_losses: losses trained on the generic and digits families.
+      family_n, family_ns: base n and n sweep of the generic and digits families.
+      band_gammas: the generic family's margin sweep (band half-widths; the base is gamma).
+      digits_pairs: the digits family's pairs; the first is its base, all of them its
+        margin sweep.
       replicates: independent data draws per configuration.
-      seed: seed of the planted data (draw r uses :func:`engine.draw_seed` (seed, r)).
+      seed: seed of the data (draw r uses :func:`engine.draw_seed` (seed, r)).
       max_runs: at most this many runs (n + 1 per item, padded) in one chunk.
     """
 
@@ -81,13 +118,39 @@ class HeadStudySpec:
     ns: tuple[int, ...] = (16, 32, 64, 128)
     losses: tuple[str, ...] = ("exponential", "logistic")
     early_t: int = 100
+    matched_t: int | None = None
+    families: tuple[str, ...] = FAMILIES
+    family_losses: tuple[str, ...] = ("exponential",)
+    family_n: int = 32
+    family_ns: tuple[int, ...] = (16, 32, 64)
+    band_gammas: tuple[float, ...] = (0.05, 0.1, 0.2)
+    digits_pairs: tuple[tuple[int, int], ...] = ((5, 6), (1, 2), (0, 7))
     replicates: int = 10
     seed: int = 0
     max_runs: int = 4096
 
+    def __post_init__(self):
+        unknown = set(self.families) - set(FAMILIES)
+        if unknown or not self.families:
+            raise ValueError(
+                f"families must be a non-empty subset of {FAMILIES}, got {self.families}."
+            )
+        if "digits" in self.families and not self.digits_pairs:
+            raise ValueError("the digits family needs at least one pair in digits_pairs.")
+        if self.matched_t is not None:
+            late = {lr: t for lr, t in self.matched_steps.items() if not 1 <= t <= self.t_max}
+            if late:
+                raise ValueError(
+                    f"matched_t={self.matched_t} puts the matched eta*t checkpoints of lrs "
+                    f"{sorted(late)} at t={sorted(late.values())}, outside "
+                    f"[1, t_max={self.t_max}]; "
+                    "lower matched_t or leave it None."
+                )
+
     @classmethod
     def quick(cls) -> HeadStudySpec:
-        """A reduced study for ``verify --quick``."""
+        """A reduced study for ``verify --quick`` (planted and generic data: the digits
+        family needs the encoder's pre-training, which the quick budget cannot pay)."""
         return cls(
             n=32,
             t_max=5_000,
@@ -96,42 +159,116 @@ class HeadStudySpec:
             gammas=(0.1, 0.3),
             ns=(16, 32),
             losses=("exponential", "logistic"),
+            families=("planted", "generic"),
+            family_n=16,
+            family_ns=(16, 32),
+            band_gammas=(0.1, 0.3),
+            digits_pairs=((5, 6), (0, 7)),
             replicates=3,
         )
 
     @property
+    def lr_values(self) -> tuple[float, ...]:
+        """Every learning rate of the lr sweep (the base included), increasing."""
+        return tuple(sorted({self.lr, *self.lrs}))
+
+    @property
+    def t_ref(self) -> int:
+        """The fixed t of ``head.lr`` (the base lr's matched checkpoint)."""
+        if self.matched_t is not None:
+            return int(self.matched_t)
+        return max(1, int(np.floor(self.t_max * min(self.lr_values) / self.lr + 1e-9)))
+
+    @property
+    def matched_steps(self) -> dict[float, int]:
+        """``{eta: t}`` with eta * t = lr * t_ref (t rounded to an integer, at least 1)."""
+        return {v: max(1, round(self.lr * self.t_ref / v)) for v in self.lr_values}
+
+    @property
     def steps(self) -> np.ndarray:
         ck = np.unique(np.round(np.logspace(0, np.log10(self.t_max), self.checkpoints)))
-        return np.unique(np.append(ck, self.early_t)).astype(np.int64)
+        extra = [self.early_t, *self.matched_steps.values()]
+        return np.unique(np.append(ck, extra)).astype(np.int64)
 
     @property
     def n_max(self) -> int:
         return max((*self.ns, self.n))
 
-    def base(self, loss: str) -> HeadConfig:
-        """The base configuration of ``loss`` (the centre of every one-at-a-time sweep)."""
-        return HeadConfig(loss, self.lr, self.gamma, self.n)
+    @property
+    def family_n_max(self) -> int:
+        return max((*self.family_ns, self.family_n))
+
+    def base(self, loss: str, family: str = "planted") -> HeadConfig:
+        """The base configuration of ``loss`` in ``family`` (the centre of its sweeps)."""
+        if family == "planted":
+            return HeadConfig(loss, self.lr, self.gamma, self.n)
+        if family == "generic":
+            return HeadConfig(loss, self.lr, self.gamma, self.family_n, "generic")
+        return HeadConfig(loss, self.lr, None, self.family_n, "digits", self.digits_pairs[0])
+
+    def losses_of(self, family: str) -> tuple[str, ...]:
+        """The losses trained on ``family``."""
+        return self.losses if family == "planted" else self.family_losses
 
     def plan(self) -> list[HeadConfig]:
-        """The configurations: one-at-a-time sweeps around the base, without duplicates."""
+        """The configurations: one-at-a-time sweeps around each family's base, no duplicates."""
         plan: list[HeadConfig] = []
-        for loss in self.losses:
-            base = self.base(loss)
-            variants = [base]
-            variants += [dataclasses.replace(base, lr=v) for v in self.lrs]
-            variants += [dataclasses.replace(base, gamma=v) for v in self.gammas]
-            variants += [dataclasses.replace(base, n=v) for v in self.ns]
-            plan += [v for v in dict.fromkeys(variants) if v not in plan]
+        for family in self.families:
+            margins = {
+                "planted": [{"gamma": v} for v in self.gammas],
+                "generic": [{"gamma": v} for v in self.band_gammas],
+                "digits": [{"pair": tuple(p)} for p in self.digits_pairs],
+            }[family]
+            ns = self.ns if family == "planted" else self.family_ns
+            for loss in self.losses_of(family):
+                base = self.base(loss, family)
+                variants = [base]
+                variants += [dataclasses.replace(base, lr=v) for v in self.lrs]
+                variants += [dataclasses.replace(base, **m) for m in margins]
+                variants += [dataclasses.replace(base, n=v) for v in ns]
+                plan += [v for v in dict.fromkeys(variants) if v not in plan]
         return plan
 
-    def dataset(self, gamma: float, n: int, draw: int) -> Dataset:
-        """Draw ``draw`` of the planted data of margin ``gamma``, its first ``n`` samples."""
-        return _planted(self.n_max, self.d, gamma, self.radius, self.seed, draw).subset(n)
+    @property
+    def width(self) -> int:
+        """The feature width of the batched programs (every family padded to it with zeros)."""
+        digits = DIGITS_ENCODER["features"] if "digits" in self.families else 0
+        return max(self.d, digits)
+
+    def dataset(self, cfg: HeadConfig, draw: int) -> Dataset:
+        """Draw ``draw`` of ``cfg``'s data: the first ``cfg.n`` samples of the family's draw
+        (nested subsets: a draw of size n is a subset of the draw of any larger size)."""
+        seed = engine.draw_seed(self.seed, draw)
+        if cfg.family == "planted":
+            full = _planted(self.n_max, self.d, cfg.gamma, self.radius, seed)
+        elif cfg.family == "generic":
+            full = _band(self.family_n_max, self.d, cfg.gamma, self.radius, seed)
+        elif cfg.family == "digits":
+            full = _digits_draw(cfg.pair, self.family_n_max, seed)
+        else:
+            raise ValueError(f"unknown data family {cfg.family!r}; expected one of {FAMILIES}.")
+        return full.subset(cfg.n)
 
 
 @functools.lru_cache(maxsize=256)
-def _planted(n, d, gamma, radius, seed, draw) -> Dataset:
-    return planted_margin(n, d, gamma, radius=radius, seed=engine.draw_seed(seed, draw))
+def _planted(n, d, gamma, radius, seed) -> Dataset:
+    return planted_margin(n, d, gamma, radius=radius, seed=seed)
+
+
+@functools.lru_cache(maxsize=256)
+def _band(n, d, gamma, radius, seed) -> Dataset:
+    return separable_band(n, d, gamma, radius=radius, seed=seed)
+
+
+@functools.lru_cache(maxsize=256)
+def _digits_draw(pair, n, seed) -> Dataset:
+    """A uniformly random subset of n images of the pair's pool (one encoder for all draws)."""
+    pool = digits_pair_features(pair)
+    if n > pool.n:
+        raise ValueError(f"digits {pair}: the pool has {pool.n} images, fewer than n={n}.")
+    pick = np.random.default_rng([seed, 0xD161, *pair]).permutation(pool.n)[:n]
+    a, b = pair
+    return Dataset(pool.X[pick], pool.y[pick], name=f"digits{a}v{b}-features")
 
 
 @dataclasses.dataclass
@@ -146,6 +283,11 @@ class HeadStudy(Study):
     @property
     def steps(self) -> np.ndarray:
         return self.spec.steps
+
+    @functools.cached_property
+    def plan(self) -> list[HeadConfig]:
+        """The typed configurations, in the order of :attr:`configs`."""
+        return self.spec.plan()
 
 
 def _bucket(n: int) -> int:
@@ -174,15 +316,15 @@ def _train_items(Z, masks, lr, checkpoints, *, loss):
 
 def _compute(spec: HeadStudySpec, chunk: engine.Chunk, loo_cache: dict) -> list[DrawResult]:
     loss, m, capacity = chunk.group
-    d, steps = spec.d, spec.steps
+    d, steps = spec.width, spec.steps
     Z = np.zeros((capacity, m, d))
     masks = np.zeros((capacity, m + 1, m))
     lr = np.zeros(capacity)
     data = []
     for j, (cfg, draw) in enumerate(chunk.items):
-        ds = spec.dataset(cfg.gamma, cfg.n, draw)
+        ds = spec.dataset(cfg, draw)
         data.append(ds)
-        Z[j, : cfg.n] = ds.y[:, None] * ds.X
+        Z[j, : cfg.n, : ds.d] = ds.y[:, None] * ds.X  # zero columns beyond ds.d stay zero
         masks[j, : cfg.n + 1, : cfg.n] = np.asarray(heads.loo_weights(cfg.n))
         masks[j, cfg.n + 1 :, : cfg.n] = 1.0  # unused runs: copies of the run on S
         lr[j] = cfg.lr
@@ -194,7 +336,8 @@ def _compute(spec: HeadStudySpec, chunk: engine.Chunk, loo_cache: dict) -> list[
     results = []
     for j, ((cfg, draw), ds) in enumerate(zip(chunk.items, data, strict=True)):
         n = cfg.n
-        runs = heads.Trajectory(*(a[j, : n + 1] for a in traj))
+        steps_j, w, log_loss, dloss_max = (a[j, : n + 1] for a in traj)
+        runs = heads.Trajectory(steps_j, w[..., : ds.d], log_loss, dloss_max)
         Zj = jnp.asarray(ds.y[:, None] * ds.X)
         sim = Simulation(
             "loo",
@@ -206,7 +349,7 @@ def _compute(spec: HeadStudySpec, chunk: engine.Chunk, loo_cache: dict) -> list[
             loss,
             "gd",
         )
-        key = (cfg.gamma, n, draw)
+        key = (cfg.family, cfg.gamma, cfg.pair, n, draw)
         if key not in loo_cache:
             loo_cache[key] = loo_max_margin(ds.X, ds.y, result=max_margin(ds.X, ds.y))
         ev = _head.head_evidence(
@@ -219,9 +362,9 @@ def _compute(spec: HeadStudySpec, chunk: engine.Chunk, loo_cache: dict) -> list[
             _head.check_c1(ev, "weights"),
             _head.check_c1(ev, "loss"),
         ]
-        if loss == spec.losses[0]:
+        if loss == spec.losses_of(cfg.family)[0]:
             checks.append(_head.check_svm_loo(ev))
-        measured = {"gamma": ev.config["gamma"], "R": ev.config["R"], "data": ds.name}
+        measured = {"gamma": ev.config["gamma"], "R": ev.config["R"], "data": ds.name, "d": ds.d}
         stability = {notion: ev.empirical(notion) for notion in NOTIONS}
         results.append(DrawResult(cfg, draw, measured, tuple(checks), stability))
     return results
@@ -278,10 +421,12 @@ def run_head_study(
         members = by_config[cfg]
         config = {
             **dataclasses.asdict(cfg),
-            "gamma_planted": cfg.gamma,
+            "pair": None if cfg.pair is None else list(cfg.pair),
+            "gamma_planted": cfg.gamma if cfg.family == "planted" else float("nan"),
+            "gamma_band": cfg.gamma if cfg.family == "generic" else float("nan"),
             "gamma": float(np.mean([it.measured["gamma"] for it in members])),
             "R": float(max(it.measured["R"] for it in members)),
-            "d": spec.d,
+            "d": int(members[0].measured["d"]),
             "optimizer": "gd",
             "heads": 1,
             "init": "zero",
@@ -298,19 +443,57 @@ def _t_index(steps: np.ndarray, t: int) -> int:
     return int(np.argmin(np.abs(steps - t)))
 
 
+def margin_parameter(config: dict) -> float:
+    """The swept margin of a config dict: the planted margin, the generic band's half-width,
+    or (digits) the mean measured max margin of the pair's draws."""
+    family = config["family"]
+    if family == "planted":
+        return float(config["gamma_planted"])
+    if family == "generic":
+        return float(config["gamma_band"])
+    return float(config["gamma"])
+
+
+def sweep(study: HeadStudy, family: str, loss: str, claim_id: str) -> list[int]:
+    """Config indices of ``claim_id``'s one-at-a-time sweep in (family, loss): the configs
+    that differ from the family's base in the swept field only (lr, margin or n), ordered by
+    the swept parameter."""
+    base = study.spec.base(loss, family)
+    free = {"head.lr": ("lr",), "head.margin": ("gamma", "pair"), "head.n": ("n",)}[claim_id]
+    pinned = {f: getattr(base, f) for f in free}
+    ks = [k for k, cfg in enumerate(study.plan) if dataclasses.replace(cfg, **pinned) == base]
+    if claim_id == "head.margin":
+        return sorted(ks, key=lambda k: margin_parameter(study.configs[k]))
+    return sorted(ks, key=lambda k: getattr(study.plan[k], free[0]))
+
+
+def regime_label(family: str, loss: str, claim_id: str, spec: HeadStudySpec) -> str:
+    """The family part of a regime's name (what kind of evidence it is)."""
+    if family == "planted" and claim_id == "head.n":
+        return f"planted (control: fixed support set), {loss}"
+    if family == "digits" and claim_id == "head.margin":
+        pairs = ", ".join(f"{a}v{b}" for a, b in spec.digits_pairs)
+        return (
+            f"digits across pairs {pairs} (observational: pairs differ in more than margin), {loss}"
+        )
+    if family == "generic" and claim_id == "head.margin":
+        return f"generic (band half-width; observational: the support set moves), {loss}"
+    return f"{family}, {loss}"
+
+
 def judge_claims(study: HeadStudy) -> list:
-    """Verdicts for head.iterations, head.lr, head.margin and head.n under every notion."""
+    """Verdicts for head.iterations, head.lr, head.margin and head.n under every notion: one
+    regime per (family, loss) and time (head.lr: fixed t and matched eta * t)."""
     spec, steps = study.spec, study.steps
     times = {"early": _t_index(steps, spec.early_t), "late": len(steps) - 1}
     verdicts = []
-    sweeps = {"head.lr": "lr", "head.margin": "gamma_planted", "head.n": "n"}
-    base = {"lr": spec.lr, "gamma_planted": spec.gamma, "n": spec.n}
+    pairs = [(f, loss) for f in spec.families for loss in spec.losses_of(f)]
     for notion in NOTIONS:
-        # head.iterations: instability against t, early and late ranges, per loss.
+        # head.iterations: instability against t, early and late ranges, per family and loss.
         claim = _claims.HEAD_CLAIMS["head.iterations"]
         regimes = []
-        for loss in spec.losses:
-            (k,) = study.find(loss=loss, **base)
+        for family, loss in pairs:
+            k = study.plan.index(spec.base(loss, family))
             values = study.stability[k][notion]
             cut = times["early"]
             for name, sl in (("early", slice(0, cut + 1)), ("late", slice(cut, None))):
@@ -320,26 +503,62 @@ def judge_claims(study: HeadStudy) -> list:
                         claim,
                         steps[sl].astype(float),
                         list(values[sl]),
-                        regime=f"{loss}, {name} ({t_range})",
+                        regime=f"{family}, {loss}, {name} ({t_range})",
                     )
                 )
         verdicts.append(
             _claims.combine(claim, f"loo.{notion}", regimes, figure=f"claims_{notion}.png")
         )
-        for claim_id, field in sweeps.items():
+        # head.lr: fixed t and matched eta * t.
+        claim = _claims.HEAD_CLAIMS["head.lr"]
+        regimes = []
+        ti_ref = _t_index(steps, spec.t_ref)
+        matched = spec.matched_steps
+        for family, loss in pairs:
+            ks = sweep(study, family, loss, "head.lr")
+            lrs = [study.configs[j]["lr"] for j in ks]
+            label = regime_label(family, loss, "head.lr", spec)
+            fixed = [study.stability[j][notion][ti_ref] for j in ks]
+            regimes.append(
+                _claims.verdict(claim, lrs, fixed, regime=f"{label}, fixed t={steps[ti_ref]}")
+            )
+            ts = [matched[study.plan[j].lr] for j in ks]
+            at = [
+                study.stability[j][notion][_t_index(steps, t)] for j, t in zip(ks, ts, strict=True)
+            ]
+            shown = ", ".join(str(t) for t in ts)
+            regimes.append(
+                _claims.verdict(
+                    claim,
+                    lrs,
+                    at,
+                    regime=f"{label}, matched eta*t={spec.lr * spec.t_ref:g} (t={shown})",
+                )
+            )
+        verdicts.append(
+            _claims.combine(claim, f"loo.{notion}", regimes, figure=f"claims_{notion}.png")
+        )
+        for claim_id in ("head.margin", "head.n"):
             claim = _claims.HEAD_CLAIMS[claim_id]
             regimes = []
-            for loss in spec.losses:
-                others = {key: v for key, v in base.items() if key != field}
-                ks = sorted(study.find(loss=loss, **others), key=lambda j: study.configs[j][field])
-                params = [study.configs[j][field] for j in ks]
+            for family, loss in pairs:
+                ks = sweep(study, family, loss, claim_id)
+                if claim_id == "head.n":
+                    params = [study.configs[j]["n"] for j in ks]
+                else:
+                    params = [margin_parameter(study.configs[j]) for j in ks]
+                label = regime_label(family, loss, claim_id, spec)
+                design = (
+                    "control" if (family, claim_id) == ("planted", "head.n") else "observational"
+                )
                 for name, ti in times.items():
                     regimes.append(
                         _claims.verdict(
                             claim,
                             params,
                             [study.stability[j][notion][ti] for j in ks],
-                            regime=f"{loss}, {name} (t={steps[ti]})",
+                            regime=f"{label}, {name} (t={steps[ti]})",
+                            design=design,
                         )
                     )
             verdicts.append(

@@ -10,7 +10,7 @@ import numpy as np
 
 from stabtheory import plotting
 from stabtheory.report import failures, fmt, save_figure
-from stabtheory.simulations.head import NOTIONS, HeadStudy
+from stabtheory.simulations.head import NOTIONS, HeadStudy, margin_parameter, sweep
 
 __all__ = ["figures", "markdown", "section"]
 
@@ -20,17 +20,95 @@ def section(study: HeadStudy) -> dict:
     return {
         "checks": [chk.summary() for _, chk in study.checks],
         "claims": list(study.verdicts),
-        "study": {"spec": study.spec.__dict__, "steps": study.steps.tolist()},
+        "study": {
+            "spec": study.spec.__dict__,
+            "steps": study.steps.tolist(),
+            "families": _families(study),
+            "t_ref": study.spec.t_ref,
+            "matched_eta_t": study.spec.lr * study.spec.t_ref,
+            "matched_steps": {str(k): v for k, v in study.spec.matched_steps.items()},
+        },
         "extra": {},
     }
 
 
+def _families(study: HeadStudy) -> list[dict]:
+    """One row per data family: its data, losses, sweeps and measured margins."""
+    spec, rows = study.spec, []
+    data = {
+        "planted": f"planted_margin (d={spec.d}, R={spec.radius}, exact margin, fixed support set)",
+        "generic": f"separable_band (uniform ball d={spec.d}, R={spec.radius}, band "
+        "abs(u.x) < gamma rejected; new samples can become support vectors)",
+        "digits": "digits_pair_features (frozen pre-trained digits encoder, one encoder for "
+        "every draw; a draw is a random subset of the pair's pool)",
+    }
+    for family in spec.families:
+        loss = spec.losses_of(family)[0]
+        base = spec.base(loss, family)
+        margins = [
+            round(margin_parameter(study.configs[k]), 4)
+            for k in sweep(study, family, loss, "head.margin")
+        ]
+        measured = [c["gamma"] for c in study.configs if c["family"] == family]
+        rows.append(
+            {
+                "family": family,
+                "data": data[family],
+                "losses": list(spec.losses_of(family)),
+                "base": {"lr": base.lr, "gamma": base.gamma, "n": base.n, "pair": base.pair},
+                "lrs": [study.plan[k].lr for k in sweep(study, family, loss, "head.lr")],
+                "margins": margins,
+                "pairs": [
+                    list(study.plan[k].pair) for k in sweep(study, family, loss, "head.margin")
+                ]
+                if family == "digits"
+                else None,
+                "ns": [study.plan[k].n for k in sweep(study, family, loss, "head.n")],
+                "gamma_measured": [float(min(measured)), float(max(measured))],
+                "head.n design": "control" if family == "planted" else "observational",
+                "configs": sum(c["family"] == family for c in study.configs),
+            }
+        )
+    return rows
+
+
 def markdown(report: dict) -> list[str]:
-    """The head-tuning checks table."""
+    """The data-families table and the head-tuning checks table."""
     head_rows = [c for c in report["checks"] if c["theorem"].startswith("head.")]
     lines: list[str] = []
     if not head_rows:
         return lines
+    study = report.get("studies", {}).get("head", {})
+    families = study.get("families") or []
+    if families:
+        matched = ", ".join(f"eta={k}: t={v}" for k, v in study["matched_steps"].items())
+        lines += [
+            "## Head tuning: data families (every head claim has one regime per family)",
+            "",
+            f"`head.lr` is judged at fixed t = {study.get('t_ref')} and at matched eta * t = "
+            f"{study.get('matched_eta_t')} (the run of step eta read at t = eta_base t_ref / "
+            f"eta: {matched}). The digits margin sweep runs across pairs "
+            "(observational: the pairs differ in more than their margin); the margin column "
+            "lists the swept values (digits: mean measured max margin per pair at the base n).",
+            "",
+            "| family | data | losses | base (lr, gamma, n) | lr sweep | margin sweep | n sweep "
+            "| measured gamma | head.n design | configs |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for f in families:
+            b = f["base"]
+            base_gamma = f"pair {b['pair'][0]}v{b['pair'][1]}" if b["pair"] else b["gamma"]
+            margins = ", ".join(fmt(m) for m in f["margins"])
+            if f["pairs"]:
+                margins += " (pairs " + ", ".join(f"{a}v{c}" for a, c in f["pairs"]) + ")"
+            lo, hi = f["gamma_measured"]
+            lines.append(
+                f"| {f['family']} | {f['data']} | {', '.join(f['losses'])} | "
+                f"{b['lr']}, {base_gamma}, {b['n']} | {', '.join(map(str, f['lrs']))} | "
+                f"{margins} | {', '.join(map(str, f['ns']))} | {fmt(lo)} to {fmt(hi)} | "
+                f"{f['head.n design']} | {f['configs']} |"
+            )
+        lines.append("")
     lines += [
         "## Head tuning: checks (bound vs empirical, per sample, over the checkpoints where "
         "the theorem applies)",
@@ -41,14 +119,18 @@ def markdown(report: dict) -> list[str]:
         "Each row pools the samples of every data draw of its configuration; `draws` is "
         "their number and `gamma` the mean measured max margin over them.",
         "",
-        "| theorem | notion | loss | lr | gamma | n | draws | applicable | empirical mean | "
-        "bound mean | bound/empirical | vacuous | violations | failed assumptions |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| theorem | notion | family | loss | lr | gamma | n | draws | applicable | "
+        "empirical mean | bound mean | bound/empirical | vacuous | violations | "
+        "failed assumptions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in head_rows:
         cfg = c["config"]
+        family = cfg.get("family", "planted")
+        if cfg.get("pair"):
+            family += f" {cfg['pair'][0]}v{cfg['pair'][1]}"
         lines.append(
-            f"| {c['theorem']} | {c['notion']} | {cfg['loss']} | {cfg['lr']} | "
+            f"| {c['theorem']} | {c['notion']} | {family} | {cfg['loss']} | {cfg['lr']} | "
             f"{fmt(cfg['gamma'])} | {cfg['n']} | {cfg['replicates']} | {c['applicable']} | "
             f"{fmt(c['empirical_mean'])} | {fmt(c['bound_mean'])} | "
             f"{fmt(c['ratio_mean'])} | {fmt(c['vacuous_share'], 2)} | "
@@ -58,11 +140,12 @@ def markdown(report: dict) -> list[str]:
 
 
 def figures(study: HeadStudy, out: Path) -> list[str]:
+    """``bounds_{loss}.png`` (planted base), ``claims_{notion}.png`` (one row per family: the
+    four claims) and ``stability_vs_n.png`` (every family's n sweep, direction notion)."""
     spec, steps = study.spec, study.steps
     names = []
-    base = {"lr": spec.lr, "gamma_planted": spec.gamma, "n": spec.n}
-    for loss in spec.losses:
-        (k,) = study.find(loss=loss, **base)
+    for loss in spec.losses_of(spec.families[0]):
+        k = study.plan.index(spec.base(loss, spec.families[0]))
         chosen = [c for i, c in study.checks if i == k]
         cols = 3
         rows = -(-len(chosen) // cols)
@@ -75,45 +158,84 @@ def figures(study: HeadStudy, out: Path) -> list[str]:
             else:
                 plotting.plot_bound_vs_empirical(chk, ax=ax)
                 ax.set_title(f"{chk.theorem} ({chk.notion})", fontsize=9)
+        base = spec.base(loss, spec.families[0])
         fig.suptitle(
-            f"Bound vs empirical leave-one-out stability, {loss} loss, lr={spec.lr}, "
-            f"gamma={spec.gamma}, n={spec.n}, d={spec.d}",
+            f"Bound vs empirical leave-one-out stability, {spec.families[0]} data, {loss} loss, "
+            f"lr={base.lr}, gamma={base.gamma}, n={base.n}, d={study.configs[k]['d']}",
             fontsize=10,
         )
         names.append(save_figure(fig, out, f"bounds_{loss}.png"))
-    sweeps = {
-        "head.lr": ("lr", "lr"),
-        "head.margin": ("gamma_planted", "margin gamma"),
-        "head.n": ("n", "sample size n"),
-    }
     late = len(steps) - 1
     early = int(np.argmin(np.abs(steps - spec.early_t)))
+    ref = int(np.argmin(np.abs(steps - spec.t_ref)))
+    matched = spec.matched_steps
     for notion in NOTIONS:
-        fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
-        curves = {}
-        for loss in spec.losses:
-            (k,) = study.find(loss=loss, **base)
-            v = study.stability[k][notion]
-            curves[loss] = (steps, list(v))
-        plotting.plot_claim("GD step t", curves, ax=axes[0], title="head.iterations")
-        for ax, (claim_id, (field, label)) in zip(axes[1:], sweeps.items(), strict=True):
-            curves = {}
-            for loss in spec.losses:
-                others = {key: v for key, v in base.items() if key != field}
-                ks = sorted(study.find(loss=loss, **others), key=lambda j: study.configs[j][field])
-                xs = [study.configs[j][field] for j in ks]
+        nf = len(spec.families)
+        fig, axes = plt.subplots(nf, 4, figsize=(19, 3.7 * nf), squeeze=False)
+        for row, family in zip(axes, spec.families, strict=True):
+            curves, lr_curves, margin_curves, n_curves = {}, {}, {}, {}
+            for loss in spec.losses_of(family):
+                k = study.plan.index(spec.base(loss, family))
+                curves[loss] = (steps, list(study.stability[k][notion]))
+                ks = sweep(study, family, loss, "head.lr")
+                lrs = [study.plan[j].lr for j in ks]
+                lr_curves[f"{loss}, fixed t={steps[ref]}"] = (
+                    lrs,
+                    [study.stability[j][notion][ref] for j in ks],
+                )
+                lr_curves[f"{loss}, matched eta*t={spec.lr * spec.t_ref:g}"] = (
+                    lrs,
+                    [
+                        study.stability[j][notion][int(np.argmin(np.abs(steps - matched[lr])))]
+                        for j, lr in zip(ks, lrs, strict=True)
+                    ],
+                )
                 for tname, ti in (("early", early), ("late", late)):
-                    curves[f"{loss}, t={steps[ti]} ({tname})"] = (
-                        xs,
+                    label = f"{loss}, t={steps[ti]} ({tname})"
+                    ks = sweep(study, family, loss, "head.margin")
+                    margin_curves[label] = (
+                        [margin_parameter(study.configs[j]) for j in ks],
                         [study.stability[j][notion][ti] for j in ks],
                     )
-            plotting.plot_claim(label, curves, ax=ax, title=claim_id)
+                    ks = sweep(study, family, loss, "head.n")
+                    n_curves[label] = (
+                        [study.plan[j].n for j in ks],
+                        [study.stability[j][notion][ti] for j in ks],
+                    )
+            margin_label = {
+                "planted": "planted margin gamma",
+                "generic": "band half-width gamma",
+                "digits": "measured margin (one pair each)",
+            }[family]
+            n_title = "head.n (control)" if family == "planted" else "head.n"
+            plotting.plot_claim("GD step t", curves, ax=row[0], title=f"{family}: head.iterations")
+            plotting.plot_claim("lr eta", lr_curves, ax=row[1], title=f"{family}: head.lr")
+            plotting.plot_claim(
+                margin_label, margin_curves, ax=row[2], title=f"{family}: head.margin"
+            )
+            plotting.plot_claim("sample size n", n_curves, ax=row[3], title=f"{family}: {n_title}")
         fig.suptitle(
-            f"Instability loo.{notion} against the swept parameters (mean over i, 95% "
-            "bootstrap interval)",
+            f"Instability loo.{notion} against the swept parameters, one row per data family "
+            "(mean over i, 95% hierarchical bootstrap interval)",
             fontsize=10,
         )
         names.append(save_figure(fig, out, f"claims_{notion}.png"))
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    curves = {}
+    for family in spec.families:
+        for loss in spec.losses_of(family):
+            ks = sweep(study, family, loss, "head.n")
+            curves[f"{family}, {loss}"] = (
+                [study.plan[j].n for j in ks],
+                [study.stability[j]["direction"][late] for j in ks],
+            )
+    plotting.plot_claim(
+        "sample size n",
+        curves,
+        ax=ax,
+        title=f"head.n per data family: loo.direction at t={steps[late]}",
+    )
+    names.append(save_figure(fig, out, "stability_vs_n.png"))
     return names
 
 

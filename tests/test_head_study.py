@@ -1,0 +1,145 @@
+"""The head study's data families, its plan and its regimes (head.lr at fixed t and at
+matched eta * t; planted head.n as a control)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from stabtheory.simulations import head as head_study
+
+TINY = head_study.HeadStudySpec(
+    n=12,
+    d=3,
+    gamma=0.2,
+    t_max=300,
+    checkpoints=4,
+    lrs=(0.1, 0.9),
+    gammas=(0.2, 0.4),
+    ns=(6, 12),
+    losses=("exponential",),
+    early_t=10,
+    replicates=2,
+    family_n=12,
+    family_ns=(6, 12),
+    band_gammas=(0.2, 0.4),
+    digits_pairs=((5, 6), (0, 7)),
+)
+
+
+@pytest.fixture(scope="module")
+def study():
+    return head_study.run_head_study(TINY)
+
+
+def _regimes(study, claim_id, notion="direction"):
+    (v,) = [v for v in study.verdicts if v.claim == claim_id and v.notion == f"loo.{notion}"]
+    return v.regimes
+
+
+@pytest.mark.parametrize("spec", [head_study.HeadStudySpec(), head_study.HeadStudySpec.quick()])
+def test_plan_has_every_family_and_each_family_its_sweeps(spec):
+    plan = spec.plan()
+    assert {c.family for c in plan} == set(spec.families)
+    assert len(plan) == len(set(plan))
+    for family in spec.families:
+        for loss in spec.losses_of(family):
+            base = spec.base(loss, family)
+            mine = [c for c in plan if c.family == family and c.loss == loss]
+            assert base in mine
+            assert {c.lr for c in mine} == set(spec.lr_values)
+            assert len({c.n for c in mine}) >= 2
+            assert len({(c.gamma, c.pair) for c in mine}) >= 2
+    digits = [c for c in plan if c.family == "digits"]
+    assert {c.pair for c in digits} == (set(spec.digits_pairs) if digits else set())
+    assert all(c.gamma is None for c in digits)
+
+
+def test_the_default_study_has_every_family():
+    assert set(head_study.HeadStudySpec().families) == set(head_study.FAMILIES)
+
+
+@pytest.mark.parametrize(
+    "spec", [head_study.HeadStudySpec(), head_study.HeadStudySpec.quick(), TINY]
+)
+def test_matched_checkpoints_are_exact_checkpoints(spec):
+    matched = spec.matched_steps
+    assert set(matched) == set(spec.lr_values)
+    assert matched[spec.lr] == spec.t_ref
+    for lr, t in matched.items():
+        assert t in spec.steps and 1 <= t <= spec.t_max
+        # eta * t matches up to the rounding of t to an integer
+        assert abs(lr * t - spec.lr * spec.t_ref) <= lr / 2 + 1e-9
+
+
+def test_matched_t_outside_the_run_is_refused():
+    with pytest.raises(ValueError, match="matched_t"):
+        dataclasses.replace(TINY, matched_t=200)  # lr 0.1 would need t = 600 > t_max
+    with pytest.raises(ValueError, match="families"):
+        dataclasses.replace(TINY, families=("planted", "mnist"))
+
+
+def test_head_lr_is_judged_at_fixed_t_and_matched_eta_t(study):
+    for notion in head_study.NOTIONS:
+        regimes = [r.regime for r in _regimes(study, "head.lr", notion)]
+        for family in head_study.FAMILIES:
+            mine = [r for r in regimes if r.startswith(family)]
+            assert sum("fixed t=" in r for r in mine) == 1
+            assert sum("matched eta*t=" in r for r in mine) == 1
+    # the matched regime reads each lr's run at its own checkpoint
+    (matched,) = [
+        r
+        for r in _regimes(study, "head.lr")
+        if r.regime.startswith("planted, ") and "matched" in r.regime
+    ]
+    steps = study.steps
+    lrs = sorted(TINY.lr_values)
+    for lr, mean in zip(lrs, matched.instability, strict=True):
+        (k,) = [
+            k
+            for k, c in enumerate(study.plan)
+            if c == dataclasses.replace(TINY.base("exponential"), lr=lr)
+        ]
+        t = int(np.argmin(np.abs(steps - TINY.matched_steps[lr])))
+        assert mean == pytest.approx(float(np.mean(study.stability[k]["direction"][t])))
+
+
+def test_planted_head_n_is_a_control_and_every_family_is_a_regime(study):
+    for claim_id in ("head.iterations", "head.lr", "head.margin", "head.n"):
+        regimes = _regimes(study, claim_id)
+        for family in head_study.FAMILIES:
+            assert any(r.regime.startswith(family) for r in regimes), (claim_id, family)
+    for r in _regimes(study, "head.n"):
+        assert r.design == ("control" if r.regime.startswith("planted") else "observational")
+    for r in _regimes(study, "head.margin"):
+        assert r.design == "observational"
+    (digits,) = {
+        r.regime.split(",")[0] for r in _regimes(study, "head.margin") if "digits" in r.regime
+    }
+    assert "pairs differ in more than margin" in ", ".join(
+        r.regime for r in _regimes(study, "head.margin") if r.regime.startswith(digits)
+    )
+
+
+def test_families_share_the_compiled_programs(study):
+    groups = {c.group[:2] for c in head_study.chunks(TINY)}
+    assert groups == {("exponential", 8), ("exponential", 16)}
+    # digits features (width 8) and d = 3 data in one program: weights sliced back to each d
+    widths = {c["family"]: c["d"] for c in study.configs}
+    assert widths == {"planted": 3, "generic": 3, "digits": 8}
+    for k, values in study.stability.items():
+        assert all(np.all(np.isfinite(v)) for v in values.values()), study.configs[k]
+
+
+def test_report_has_a_row_per_family_and_the_figures(study, tmp_path):
+    from stabtheory.report import write_report
+    from stabtheory.simulations import engine
+
+    write_report({"head": study}, tmp_path, environment=engine.environment({}))
+    md = (tmp_path / "report.md").read_text()
+    table = md[md.index("## Head tuning: data families") :].split("\n\n")[2].splitlines()
+    assert [row.split("|")[1].strip() for row in table[2:]] == list(head_study.FAMILIES)
+    for name in ("claims_direction.png", "stability_vs_n.png", "bounds_exponential.png"):
+        assert (tmp_path / name).exists()
