@@ -211,13 +211,16 @@ def simulate(
       replacements: ``(X', y')`` with n rows, the independent draws for ``kind="replace"``.
       init: start ``(d,)`` or ``(K, d)``; zero by default.
       heads_per_run: K.
-      optimizer: ``"gd"`` (the theorems' algorithm), ``"momentum"`` or ``"adam"``.
+      optimizer: ``"gd"`` (the algorithm of Theorems H-1, H-2, C-1), ``"momentum"``,
+        ``"adam"``, or ``"ngd"`` (normalized GD, ``w <- w - lr grad F / F``, Theorem H-3;
+        see :func:`stabtheory.heads.normalized_weights`).
       dtype: float64 for theory checks; float32 allowed.
       batch_size: chunk the runs to bound memory.
     """
     X, y = validate(X, y)
     if not (np.isfinite(lr) and lr > 0):
         raise InvalidDataError(f"lr must be a positive finite step size, got {lr!r}.")
+    heads.optimizer_transform(optimizer)  # an unknown optimizer fails here, before tracing
     n, d = X.shape
     Z = jnp.asarray(y[:, None] * X, dtype)
     if kind == "loo":
@@ -292,6 +295,8 @@ def loo_stability(
         0 from the zero start, so that checkpoint is refused for ``notion="direction"``.
       notion: ``"direction"``, ``"weights"`` or ``"loss"``.
       init: start, zero unless given.
+      optimizer: ``"gd"`` (default), ``"momentum"``, ``"adam"`` or ``"ngd"`` (normalized
+        GD), see :func:`simulate`.
 
     Returns:
       :class:`StabilityEstimate` with ``.per_sample`` (n,), ``.mean``, ``.max``, ``.ci``.

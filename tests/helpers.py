@@ -97,7 +97,8 @@ def np_gd(
 
     Objective: ``(1/K) sum_k sum_i s_i l(w_k . z_i) / sum_i s_i``; the gradient of head k is
     ``-(1 / (K sum s)) sum_i s_i |l'(w_k . z_i)| z_i``. Optimizers follow their textbook
-    definitions (heavy ball ``v <- g + beta v``; Adam with bias correction).
+    definitions (heavy ball ``v <- g + beta v``; Adam with bias correction; normalized GD
+    ``grad / F``, the objective's own value as the normalizer).
 
     Returns a dict with ``w`` (C, K, d), ``log_loss`` (C,) (log of the mean over heads of the
     weighted mean loss) and ``dloss_max`` (C,) (running max of ``|l'|`` over the points with
@@ -133,6 +134,11 @@ def np_gd(
                 mhat = m1 / (1 - b1 ** (t + 1))
                 vhat = m2 / (1 - b2 ** (t + 1))
                 direction = mhat / (np.sqrt(vhat) + eps)
+            elif optimizer == "ngd":
+                keep = s > 0
+                m = margins[:, keep]
+                losses = np.exp(-m) if loss == "exponential" else np.logaddexp(0.0, -m)
+                direction = grad / ((losses * s[keep]).sum() / (K * s.sum()))
             else:
                 raise ValueError(optimizer)
             w = w - lr * direction

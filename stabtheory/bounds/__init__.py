@@ -7,6 +7,8 @@ id                theorem (docs/theory.md)
 ``head.H1``       Theorem H-1, a-posteriori direction stability at step t
 ``head.H2``       Theorem H-2, a-priori direction rate (exponential loss), composed per sample
 ``head.H2m``      Theorem H-2, its margin statement delta(t) <= R C / Psi(t), per run
+``head.H3``       Theorem H-3, a-priori direction rate of normalized GD, composed per sample
+``head.H3m``      Theorem H-3, its margin statement delta(t) <= (log n + eta R^2/2)/(eta gamma t)
 ``head.C1``       Theorem C-1, raw head weights under GD (Hardt, Recht & Singer 2016)
 ``ft.FT1``        Theorem FT-1, converged full fine-tuning (Taylor model)
 ``ft.FT1L``       Corollary FT-1L, pointwise hypothesis stability (with FT-1)
@@ -47,6 +49,8 @@ REGISTRY: dict[str, Theorem] = {
         head.H1,
         head.H2,
         head.H2M,
+        head.H3,
+        head.H3M,
         head.C1,
         finetune.FT1,
         finetune.FT1L,
@@ -75,7 +79,7 @@ def check_bound(
     steps=1000,
     notion: str | None = None,
     init=None,
-    optimizer: str = "gd",
+    optimizer: str | None = None,
     heads_per_run: int = 1,
     dtype=jnp.float64,
     model=None,
@@ -86,8 +90,12 @@ def check_bound(
 
     Head tuning (``head.*``): trains S and every S\\i (one vmapped batch) with the given loss,
     step size ``lr`` (default 1.0) and number of steps; compares the per-sample bound with
-    ``loo.direction`` (``head.H1``/``head.H2``), ``loo.weights`` (or ``notion="loss"``,
-    ``head.C1``) or the exact max-margin change (``head.svm_loo``).
+    ``loo.direction`` (``head.H1``/``head.H2``/``head.H3``), ``loo.weights`` (or
+    ``notion="loss"``, ``head.C1``), the exact max-margin change (``head.svm_loo``) or the
+    margin gap of every run (``head.H2m``/``head.H3m``). ``optimizer`` defaults to the
+    theorem's algorithm: ``"ngd"`` (normalized GD) for ``head.H3``/``head.H3m``, ``"gd"``
+    otherwise; another optimizer given explicitly is trained as asked, and a theorem stated
+    for a different algorithm is then reported not applicable.
 
     Full fine-tuning (``ft.*``): pass ``model`` (a flax ``nnx.Module`` with one logit, or a
     function ``apply(w, x)`` of flat weights) and ``params`` (the pre-trained flat weights w0;
@@ -111,6 +119,8 @@ def check_bound(
       (True, True)
     """
     get(theorem_id)
+    if optimizer is None:
+        optimizer = "ngd" if theorem_id.startswith("head.H3") else "gd"
     result = _check(
         theorem_id,
         X,
@@ -187,9 +197,11 @@ def _check(
     )
     if theorem_id == "head.C1":
         return head.check_c1(ev, notion or "weights")
-    expected = {"head.svm_loo": "svm.direction", "head.H2m": "margin.gap"}.get(
-        theorem_id, "direction"
-    )
+    expected = {
+        "head.svm_loo": "svm.direction",
+        "head.H2m": "margin.gap",
+        "head.H3m": "margin.gap",
+    }.get(theorem_id, "direction")
     if notion not in (None, expected):
         raise ValueError(f"{theorem_id} bounds the {expected} notion, not {notion!r}.")
     return head.CHECKS[theorem_id](ev)

@@ -1,4 +1,4 @@
-r"""Head-tuning bounds (docs/theory.md section 3): Lemma H-2, Theorems H-1, H-2 and C-1.
+r"""Head-tuning bounds (docs/theory.md section 3): Lemma H-2, Theorems H-1, H-2, H-3 and C-1.
 
 Each theorem is a :class:`~stabtheory.bounds.base.Theorem` whose sympy expression is the
 single source of truth, plus a check that measures its assumptions and compares the bound with
@@ -7,9 +7,13 @@ the leave-one-out stability of GD runs, per sample ``i`` and checkpoint ``t``:
 ==================  ===================  ==================================================
 id                  empirical            bound for sample i
 ==================  ===================  ==================================================
-``head.svm_loo``    ``||u_S - u_S\i||``  Lemma H-2's ``D_i`` (0 for an inactive ``z_i``)
+``head.svm_loo``    ``||u_S - u_S\i||``  Lemma H-2's ``D_i`` plus the solver's gap terms (0
+                                         for a certified inactive ``z_i``)
 ``head.H1``         ``loo.direction``    ``e(gamma, delta_S(t)) + D_i + e(gamma_i, delta_i(t))``
 ``head.H2``         ``loo.direction``    ``h(S, t) + D_i + h(S\i, t)`` (a-priori rate)
+``head.H2m``        ``margin.gap``       ``R C / Psi(t)`` per run (S, then every S\i)
+``head.H3``         ``loo.direction``    ``e(gamma, b_S(t)) + D_i + e(gamma_i, b_i(t))`` (NGD)
+``head.H3m``        ``margin.gap``       ``b(t) = (log n + eta R^2 / 2) / (eta gamma t)`` per run
 ``head.C1``         ``loo.weights``      ``2 eta t L / n`` (and ``L_i`` times it for ``loo.loss``)
 ==================  ===================  ==================================================
 
@@ -37,10 +41,13 @@ __all__ = [
     "H1",
     "H2",
     "H2M",
+    "H3",
+    "H3M",
     "SVM_LOO",
     "HeadEvidence",
     "direction_gap",
     "h2_direction_rate",
+    "h3_margin_rate",
     "head_evidence",
 ]
 
@@ -51,6 +58,8 @@ delta = sp.Symbol("delta", real=True)
 delta_i = sp.Symbol("delta_i", real=True)
 m_i = sp.Symbol("m_i", real=True)
 D_i = sp.Symbol("D_i", nonnegative=True)
+epsilon = sp.Symbol("epsilon", nonnegative=True)
+epsilon_i = sp.Symbol("epsilon_i", nonnegative=True)
 t = sp.Symbol("t", positive=True)
 eta = sp.Symbol("eta", positive=True)
 n = sp.Symbol("n", positive=True)
@@ -88,20 +97,37 @@ def h2_direction_rate(t_, n_, g, r, e) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
     return 2 * sp.sqrt(c / (g1 * psi)), c, psi
 
 
+def h3_margin_rate(t_, n_, g, r, e) -> sp.Expr:
+    r"""Theorem H-3 for one data set: the margin gap of normalized GD after ``t`` steps.
+
+    .. math:: \delta(t) \le \frac{\log n + \eta R^2 / 2}{\eta\, \gamma\, t}
+              \qquad (\eta R^2 \le 1,\ t \ge 1,\ w(0) = 0).
+    """
+    return (sp.log(n_) + e * r**2 / 2) / (e * g * t_)
+
+
 # ----------------------------------------------------------------------------- theorems
 SVM_LOO = Theorem(
     id="head.svm_loo",
     title="Lemma H-2: leave-one-out change of the max-margin direction",
-    expression=direction_gap(gamma_i, delta_i),
-    symbols=(delta_i, gamma_i),
+    expression=direction_gap(gamma_i, delta_i)
+    + direction_gap(gamma, epsilon)
+    + direction_gap(gamma_i, epsilon_i),
+    symbols=(delta_i, gamma_i, gamma, epsilon, epsilon_i),
     notions=("svm_direction",),
     assumptions=(
         "S is linearly separable through the origin (gamma(S) > 0)",
-        "the bound is 0 when z_i is not an active constraint (u_S\\i = u_S)",
-        "delta_i = gamma(S\\i) - min_{j != i} u_S . z_j, evaluated conservatively (certified "
-        "upper margin, rounding allowance d eps R on every computed margin)",
+        "the bound is 0 when z_i is a certified inactive constraint (z_i . u_S > gamma(S) for "
+        "the exact u_S, so u_S\\i = u_S)",
+        "delta_i = gamma(S\\i) - min_{j != i} z_j . u_S for the solver's direction u_S, "
+        "evaluated conservatively (certified upper margin gamma_i, rounding allowance d eps R "
+        "on every computed margin): e(gamma_i, delta_i) bounds ||u_S - exact u_S\\i||",
+        "solver gap terms (Lemma H-1): epsilon = gamma_upper(S) - margin of the solver's u_S, "
+        "so e(gamma, epsilon) bounds its distance to the exact u_S; likewise epsilon_i for "
+        "S\\i. The sum bounds both the exact and the computed change",
     ),
-    reference="docs/theory.md section 3, Lemma H-2 (Lemma H-1 applied on S\\i to v = u_S)",
+    reference="docs/theory.md section 3, Lemma H-2 (Lemma H-1 applied on S\\i to v = u_S), "
+    "with Lemma H-1's bound on the solver's distance to the exact directions",
 )
 
 H1 = Theorem(
@@ -147,6 +173,37 @@ H2M = Theorem(
     definitions=((C, _C_S), (Psi, _Psi_S)),
 )
 
+_b3_S = h3_margin_rate(t, n, gamma, R, eta)
+_b3_i = h3_margin_rate(t, n - 1, gamma_i, R_i, eta)
+H3 = Theorem(
+    id="head.H3",
+    title="Theorem H-3: a-priori direction rate of normalized GD on the exponential loss",
+    expression=direction_gap(gamma, _b3_S) + D_i + direction_gap(gamma_i, _b3_i),
+    symbols=(t, eta, n, gamma, R, D_i, gamma_i, R_i),
+    notions=("direction",),
+    assumptions=(
+        "exponential loss, normalized GD (w <- w - eta grad L / L), one head, start w(0) = 0",
+        "eta R^2 <= 1 (R = max_i ||x_i|| of each set)",
+        "S is linearly separable through the origin",
+        "t >= 1",
+        "gamma and gamma_i are certified lower max margins (the bound decreases in them)",
+    ),
+    reference="docs/theory.md section 3, Theorem H-3 (after Ji & Telgarsky 2021, ALT, "
+    "'Characterizing the implicit bias via a primal-dual analysis'; the constant is derived in "
+    "docs/theory.md section 3), composed with Lemma H-2 as in Theorem H-1",
+)
+
+H3M = Theorem(
+    id="head.H3m",
+    title="Theorem H-3, margin form: normalised-margin gap of normalized GD (exponential loss)",
+    expression=_b3_S,
+    symbols=(t, eta, n, gamma, R),
+    notions=("margin",),
+    assumptions=H3.assumptions,
+    reference="docs/theory.md section 3, Theorem H-3 (delta(t) <= (log n + eta R^2 / 2) / "
+    "(eta gamma t); after Ji & Telgarsky 2021, ALT), for S and every S\\i run",
+)
+
 C1 = Theorem(
     id="head.C1",
     title="Theorem C-1: raw head weights under GD on a convex, Lipschitz, smooth loss",
@@ -188,6 +245,8 @@ def h2_time_monotonicity() -> dict:
 
 # ----------------------------------------------------------------------------- evidence
 _per_sample_stability = jax.jit(per_sample_stability, static_argnames=("notion", "loss"))
+# Lemma H-1's e(gamma, delta) as a JAX function, generated from the same sympy expression.
+_direction_gap = jax.jit(sp.lambdify((gamma, delta), direction_gap(gamma, delta), modules="jax"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,11 +303,40 @@ class HeadEvidence:
         return self.loo.margins + self.loo.duality_gaps
 
     @property
+    def solver_gap(self) -> float:
+        """Lemma H-1's bound on ``||u_S - u_hat_S||``: the solver's direction ``u_hat_S`` has
+        margin ``>= margin - allowance`` and gamma(S) ``<= gamma_upper``, so
+        ``e(gamma_upper, gamma_upper - margin + allowance)`` (about ``sqrt(4 gap / gamma)``;
+        ~1e-7 for a converged solve)."""
+        eps = self.gamma_upper - (self.loo.full.margin - self.allowance)
+        return float(_direction_gap(self.gamma_upper, eps))
+
+    @property
+    def solver_gap_loo(self) -> np.ndarray:
+        """(n,) Lemma H-1's bound on ``||u_S\\i - u_hat_S\\i||`` (solver's direction of S\\i;
+        for an i that was not re-solved it is ``u_hat_S`` and the bound is :attr:`solver_gap`)."""
+        eps = self.gamma_loo_upper - (self.loo.margins - self.allowance)
+        return np.asarray(_direction_gap(self.gamma_loo_upper, eps))
+
+    @property
+    def certified_inactive(self) -> np.ndarray:
+        """(n,) the ``z_i`` that are inactive for the exact ``u_S``, so ``u_S\\i = u_S``:
+        ``z_i . u_hat_S - ||z_i|| solver_gap - allowance > gamma_upper`` (not re-solved)."""
+        v = self.Z @ self.loo.full.direction
+        slack = np.linalg.norm(self.Z, axis=1) * self.solver_gap + self.allowance
+        return (v - slack > self.gamma_upper) & ~self.loo.resolved
+
+    @property
     def D(self) -> np.ndarray:
-        """Lemma H-2's D_i, (n,): 0 for constraints that are neither active nor re-solved."""
-        delta = self.gamma_loo_upper - (self.loo.min_other - self.allowance)
-        value = np.asarray(SVM_LOO.evaluate(delta, self.gamma_loo_upper))
-        return np.where(self.loo.full.support | self.loo.resolved, value, 0.0)
+        """Lemma H-2's D_i with the solver gap terms, (n,): a bound on ``||u_S - u_S\\i||`` for
+        the exact directions and on the computed change ``||u_hat_S - u_hat_S\\i||``; 0 for
+        the certified inactive constraints."""
+        gamma_i = self.gamma_loo_upper
+        delta_i = gamma_i - (self.loo.min_other - self.allowance)
+        eps = self.gamma_upper - (self.loo.full.margin - self.allowance)
+        eps_i = gamma_i - (self.loo.margins - self.allowance)
+        value = np.asarray(SVM_LOO.evaluate(delta_i, gamma_i, self.gamma_upper, eps, eps_i))
+        return np.where(self.certified_inactive, 0.0, value)
 
     def empirical(self, notion: str) -> np.ndarray:
         """(C, n) leave-one-out stability of the runs (computed once per notion)."""
@@ -418,7 +506,10 @@ def _result(
 
 
 def check_svm_loo(ev: HeadEvidence) -> BoundCheck:
-    """Lemma H-2 against the exact change of the max-margin direction (one 'checkpoint')."""
+    """Lemma H-2 against the change of the max-margin direction (one 'checkpoint').
+
+    The empirical value is the solver's change ``||u_hat_S - u_hat_S\\i||``; ``D_i`` (with the
+    solver gap terms, :attr:`HeadEvidence.D`) bounds it and the exact change alike."""
     assumptions = [_separable(ev)]
     empirical = ev.loo.change[None, :]
     res = _result(SVM_LOO, "svm.direction", ev, ev.D[None, :], empirical, assumptions, [True])
@@ -535,6 +626,100 @@ def check_h2_margin(ev: HeadEvidence) -> BoundCheck:
     return _result(H2M, "margin.gap", ev, bound, empirical, assumptions, psi_ok, trivial)
 
 
+def _h3_setting(ev: HeadEvidence):
+    """Assumptions of Theorem H-3, the checkpoints where it applies (t >= 1), and the
+    certified lower max margins of S (scalar) and every S\\i (n,)."""
+    cfg = ev.config
+    lr = cfg["lr"]
+    steps = ev.steps
+    setting = (
+        cfg["loss"] == "exponential"
+        and cfg["optimizer"] == "ngd"
+        and cfg["heads"] == 1
+        and cfg["init"] == "zero"
+    )
+    e1 = lr * ev.radius**2
+    e1_i = lr * ev.radius_loo**2
+    assumptions = [
+        Assumption.measure(
+            "exponential loss, NGD, 1 head, w(0)=0",
+            "the setting of Theorem H-3: normalized GD (optimizer='ngd') on the exponential "
+            f"loss from zero, one head (1 if it is met; here loss={cfg['loss']!r}, "
+            f"optimizer={cfg['optimizer']!r}, heads={cfg['heads']}, init={cfg['init']!r})",
+            float(setting),
+            "==",
+            1.0,
+        ),
+        Assumption.measure(
+            "eta R^2 <= 1",
+            "step size condition eta R^2 <= 1 (worst over S and every S\\i)",
+            max(e1, float(e1_i.max())),
+            "<=",
+            1.0,
+        ),
+        _separable(ev),
+        _finite(ev),
+        Assumption.measure(
+            "t >= 1",
+            "at least one normalized GD step (min over the checkpoints; the theorem applies "
+            "at the checkpoints where it holds)",
+            float(steps.min()) if steps.size else float("nan"),
+            ">=",
+            1.0,
+            pointwise=True,
+        ),
+    ]
+    # certified lower max margins: the achieved margin of the solver's direction, less the
+    # rounding allowance of a computed margin (the bounds decrease in gamma)
+    g_S = ev.loo.full.margin - ev.allowance
+    g_i = ev.loo.margins - ev.allowance
+    return assumptions, steps >= 1, g_S, g_i
+
+
+def check_h3(ev: HeadEvidence) -> BoundCheck:
+    """Theorem H-3 (normalized GD) composed with Lemma H-2, per sample and checkpoint.
+
+    ``e(gamma, b_S(t)) + D_i + e(gamma_i, b_i(t))`` with ``b(t) = (log n + eta R^2 / 2) /
+    (eta gamma t)`` (``n - 1``, ``gamma(S\\i)``, ``R(S\\i)`` for S\\i) and Lemma H-1's
+    ``e``, which is 2 (the trivial bound) when ``b > 2 gamma``. Unlike H-2 it is below 2 at
+    practical t (``t > (log n + 1/2) / (2 eta gamma^2)`` for each term to leave 2)."""
+    assumptions, ok, g_S, g_i = _h3_setting(ev)
+    steps = ev.steps.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bound = np.asarray(
+            H3.evaluate(
+                steps[:, None],
+                ev.config["lr"],
+                float(ev.n),
+                g_S,
+                ev.radius,
+                ev.D[None, :],
+                g_i[None, :],
+                ev.radius_loo[None, :],
+            )
+        )
+    return _result(H3, "loo.direction", ev, bound, ev.empirical("direction"), assumptions, ok)
+
+
+def check_h3_margin(ev: HeadEvidence) -> BoundCheck:
+    """Theorem H-3's margin form, ``delta(t) <= (log n + eta R^2 / 2) / (eta gamma t)``, per run.
+
+    Column 0 is the run on S, column ``i + 1`` the run on S\\i (with ``n - 1``,
+    ``gamma(S\\i)``, ``R(S\\i)``); the empirical delta is the conservative one of
+    :class:`HeadEvidence`, the bound uses the certified lower max margins."""
+    assumptions, ok, g_S, g_i = _h3_setting(ev)
+    steps = ev.steps.astype(np.float64)[:, None]
+    lr = ev.config["lr"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b_S = np.asarray(H3M.evaluate(steps, lr, float(ev.n), g_S, ev.radius))
+        b_i = np.asarray(H3M.evaluate(steps, lr, float(ev.n - 1), g_i[None], ev.radius_loo[None]))
+    bound = np.concatenate([b_S, b_i], axis=1)
+    empirical = np.concatenate([ev.delta_S[:, None], ev.delta_loo], axis=1)
+    # a margin gap gamma - min_i y_i v.x_i is at most gamma + R whatever v is
+    trivial = np.concatenate([[ev.loo.full.margin + ev.radius], ev.loo.margins + ev.radius_loo])
+    return _result(H3M, "margin.gap", ev, bound, empirical, assumptions, ok, trivial)
+
+
 def check_c1(ev: HeadEvidence, notion: str = "weights") -> BoundCheck:
     """Theorem C-1 for ``loo.weights`` (or ``loo.loss``, times the loss's Lipschitz constant)."""
     cfg = ev.config
@@ -592,5 +777,7 @@ CHECKS = {
     "head.H1": check_h1,
     "head.H2": check_h2,
     "head.H2m": check_h2_margin,
+    "head.H3": check_h3,
+    "head.H3m": check_h3_margin,
     "head.C1": check_c1,
 }
