@@ -49,8 +49,25 @@ def plot_bound_vs_empirical(
     ok = check.applicable_at
     if ok.any():
         b = np.where(check.entry_mask, bound, np.nan)[ok]
-        ax.plot(steps[ok], np.nanmean(b, axis=1), "--", color="k", label=f"bound {name} (mean)")
-        ax.plot(steps[ok], np.nanmax(b, axis=1), "-.", color="0.5", label="bound (max over i)")
+        marker = "o" if ok.sum() <= 3 else None  # a few checkpoints: a line alone is invisible
+        ax.plot(
+            steps[ok],
+            np.nanmean(b, axis=1),
+            "--",
+            marker=marker,
+            ms=4,
+            color="k",
+            label=f"bound {name} (mean)",
+        )
+        ax.plot(
+            steps[ok],
+            np.nanmax(b, axis=1),
+            "-.",
+            marker=marker,
+            ms=4,
+            color="0.5",
+            label="bound (max over i)",
+        )
     else:
         failed = ", ".join(a.name for a in check.assumptions if not a.holds)
         ax.text(

@@ -129,10 +129,11 @@ def test_head_study_compiles_one_trainer_per_group_whatever_the_plan():
     head_study.run_head_study(dataclasses.replace(TINY, replicates=1))  # warm the jit cache
     _, small = traces(dataclasses.replace(TINY, replicates=1))
     wide = dataclasses.replace(TINY, replicates=5, lrs=(0.05, 0.1, 0.3, 0.9), gammas=(0.15, 0.3))
-    groups = {c.group[:2] for c in head_study.chunks(wide)}
+    groups = {c.group[:3] for c in head_study.chunks(wide)}
     count, study = traces(wide)
-    # (loss, padded n) groups: n = 12 -> 16, n = 6 -> 8; the three data families share them
-    assert count <= len(groups) == 2
+    # (loss, optimizer, padded n) groups: GD at n = 12 -> 16 and n = 6 -> 8 (the three data
+    # families share them), normalized GD (Theorem H-3) at n = 12 -> 16
+    assert count <= len(groups) == 3
     assert {c["family"] for c in study.configs} == set(head_study.FAMILIES)
     assert all(c["replicates"] == 5 for c in study.configs)
     assert study.stability[0]["direction"].shape == (len(wide.steps), 5, TINY.n)

@@ -124,10 +124,14 @@ def test_planted_head_n_is_a_control_and_every_family_is_a_regime(study):
 
 
 def test_families_share_the_compiled_programs(study):
-    groups = {c.group[:2] for c in head_study.chunks(TINY)}
-    assert groups == {("exponential", 8), ("exponential", 16)}
+    groups = {c.group[:3] for c in head_study.chunks(TINY)}
+    assert groups == {
+        ("exponential", "gd", 8),
+        ("exponential", "gd", 16),
+        ("exponential", "ngd", 16),
+    }
     # digits features (width 8) and d = 3 data in one program: weights sliced back to each d
-    widths = {c["family"]: c["d"] for c in study.configs}
+    widths = {c["family"]: c["d"] for c in study.configs if c["optimizer"] == "gd"}
     assert widths == {"planted": 3, "generic": 3, "digits": 8}
     for k, values in study.stability.items():
         assert all(np.all(np.isfinite(v)) for v in values.values()), study.configs[k]
@@ -143,3 +147,18 @@ def test_report_has_a_row_per_family_and_the_figures(study, tmp_path):
     assert [row.split("|")[1].strip() for row in table[2:]] == list(head_study.FAMILIES)
     for name in ("claims_direction.png", "stability_vs_n.png", "bounds_exponential.png"):
         assert (tmp_path / name).exists()
+
+
+def test_normalized_gd_runs_check_theorem_h3_and_inform_no_claim(study):
+    ngd = [k for k, c in enumerate(study.configs) if c["optimizer"] == "ngd"]
+    assert [study.configs[k]["gamma_planted"] for k in ngd] == list(TINY.ngd_gammas)
+    rows = {c.theorem: c for k, c in study.checks if k in ngd}
+    assert set(rows) == {"head.H1", "head.H3", "head.H3m"}
+    assert rows["head.H3"].applicable and rows["head.H3"].holds
+    assert rows["head.H3m"].applicable and rows["head.H3m"].holds
+    for v in study.verdicts:
+        for r in v.regimes:
+            assert "ngd" not in r.regime
+    # no GD sweep picks up an NGD run
+    for claim_id in ("head.lr", "head.margin", "head.n"):
+        assert not set(head_study.sweep(study, "planted", "exponential", claim_id)) & set(ngd)

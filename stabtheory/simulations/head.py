@@ -68,6 +68,8 @@ class HeadConfig:
       n: the number of samples.
       family: one of :data:`FAMILIES`.
       pair: ``digits`` only: the two digits (``pair[0]`` is +1).
+      optimizer: ``"gd"`` (the claims' sweeps, Theorems H-1, H-2, C-1) or ``"ngd"``
+        (normalized GD, the runs that check Theorem H-3).
     """
 
     loss: str
@@ -76,6 +78,7 @@ class HeadConfig:
     n: int
     family: str = "planted"
     pair: tuple[int, int] | None = None
+    optimizer: str = "gd"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +104,9 @@ class HeadStudySpec:
       band_gammas: the generic family's margin sweep (band half-widths; the base is gamma).
       digits_pairs: the digits family's pairs; the first is its base, all of them its
         margin sweep.
+      ngd_lr, ngd_gammas: the normalized-GD runs that check Theorem H-3: planted data of the
+        base n, exponential loss, step ``ngd_lr`` (eta R^2 <= 1), one run per margin in
+        ``ngd_gammas``; they inform no claim.
       replicates: independent data draws per configuration.
       seed: seed of the data (draw r uses :func:`engine.draw_seed` (seed, r)).
       max_runs: at most this many runs (n + 1 per item, padded) in one chunk.
@@ -125,6 +131,8 @@ class HeadStudySpec:
     family_ns: tuple[int, ...] = (16, 32, 64)
     band_gammas: tuple[float, ...] = (0.05, 0.1, 0.2)
     digits_pairs: tuple[tuple[int, int], ...] = ((5, 6), (1, 2), (0, 7))
+    ngd_lr: float = 0.9
+    ngd_gammas: tuple[float, ...] = (0.1, 0.4)
     replicates: int = 10
     seed: int = 0
     max_runs: int = 4096
@@ -164,6 +172,7 @@ class HeadStudySpec:
             family_ns=(16, 32),
             band_gammas=(0.1, 0.3),
             digits_pairs=((5, 6), (0, 7)),
+            ngd_gammas=(0.3,),
             replicates=3,
         )
 
@@ -227,6 +236,10 @@ class HeadStudySpec:
                 variants += [dataclasses.replace(base, **m) for m in margins]
                 variants += [dataclasses.replace(base, n=v) for v in ns]
                 plan += [v for v in dict.fromkeys(variants) if v not in plan]
+        plan += [
+            HeadConfig("exponential", self.ngd_lr, g, self.n, optimizer="ngd")
+            for g in dict.fromkeys(self.ngd_gammas)
+        ]
         return plan
 
     @property
@@ -299,8 +312,8 @@ def _bucket(n: int) -> int:
 TRACES = {"count": 0}
 
 
-@functools.partial(jax.jit, static_argnames=("checkpoints", "loss"))
-def _train_items(Z, masks, lr, checkpoints, *, loss):
+@functools.partial(jax.jit, static_argnames=("checkpoints", "loss", "optimizer"))
+def _train_items(Z, masks, lr, checkpoints, *, loss, optimizer="gd"):
     """Every run of every item: Z (I, m, d), masks (I, m + 1, m), lr (I,) -> Trajectory.
 
     ``checkpoints`` is a static tuple: fixed-length loops between checkpoints (a traced trip
@@ -309,13 +322,15 @@ def _train_items(Z, masks, lr, checkpoints, *, loss):
 
     def item(Zi, mi, li):
         w0 = jnp.zeros((1, Zi.shape[1]), Zi.dtype)
-        return jax.vmap(lambda s: heads.train(Zi, s, li, w0, checkpoints, loss=loss))(mi)
+        return jax.vmap(
+            lambda s: heads.train(Zi, s, li, w0, checkpoints, loss=loss, optimizer=optimizer)
+        )(mi)
 
     return jax.vmap(item)(Z, masks, lr)
 
 
 def _compute(spec: HeadStudySpec, chunk: engine.Chunk, loo_cache: dict) -> list[DrawResult]:
-    loss, m, capacity = chunk.group
+    loss, optimizer, m, capacity = chunk.group
     d, steps = spec.width, spec.steps
     Z = np.zeros((capacity, m, d))
     masks = np.zeros((capacity, m + 1, m))
@@ -331,7 +346,9 @@ def _compute(spec: HeadStudySpec, chunk: engine.Chunk, loo_cache: dict) -> list[
     filled = len(chunk.items)
     Z[filled:], masks[filled:], lr[filled:] = Z[filled - 1], masks[filled - 1], lr[filled - 1]
     checkpoints = heads.static_checkpoints(steps)
-    traj = _train_items(*engine.shard_leading(Z, masks, lr), checkpoints, loss=loss)
+    traj = _train_items(
+        *engine.shard_leading(Z, masks, lr), checkpoints, loss=loss, optimizer=optimizer
+    )
     traj = jax.tree_util.tree_map(np.asarray, traj)
     results = []
     for j, ((cfg, draw), ds) in enumerate(zip(chunk.items, data, strict=True)):
@@ -347,23 +364,33 @@ def _compute(spec: HeadStudySpec, chunk: engine.Chunk, loo_cache: dict) -> list[
             jnp.full((n + 1,), cfg.lr),
             runs,
             loss,
-            "gd",
+            optimizer,
         )
         key = (cfg.family, cfg.gamma, cfg.pair, n, draw)
         if key not in loo_cache:
             loo_cache[key] = loo_max_margin(ds.X, ds.y, result=max_margin(ds.X, ds.y))
         ev = _head.head_evidence(
-            ds.X, ds.y, loss=loss, lr=cfg.lr, steps=steps, loo=loo_cache[key], sim=sim
+            ds.X,
+            ds.y,
+            loss=loss,
+            lr=cfg.lr,
+            steps=steps,
+            optimizer=optimizer,
+            loo=loo_cache[key],
+            sim=sim,
         )
-        checks = [
-            _head.check_h1(ev),
-            _head.check_h2(ev),
-            _head.check_h2_margin(ev),
-            _head.check_c1(ev, "weights"),
-            _head.check_c1(ev, "loss"),
-        ]
-        if loss == spec.losses_of(cfg.family)[0]:
-            checks.append(_head.check_svm_loo(ev))
+        if optimizer == "ngd":
+            checks = [_head.check_h1(ev), _head.check_h3(ev), _head.check_h3_margin(ev)]
+        else:
+            checks = [
+                _head.check_h1(ev),
+                _head.check_h2(ev),
+                _head.check_h2_margin(ev),
+                _head.check_c1(ev, "weights"),
+                _head.check_c1(ev, "loss"),
+            ]
+            if loss == spec.losses_of(cfg.family)[0]:
+                checks.append(_head.check_svm_loo(ev))
         measured = {"gamma": ev.config["gamma"], "R": ev.config["R"], "data": ds.name, "d": ds.d}
         stability = {notion: ev.empirical(notion) for notion in NOTIONS}
         results.append(DrawResult(cfg, draw, measured, tuple(checks), stability))
@@ -371,22 +398,24 @@ def _compute(spec: HeadStudySpec, chunk: engine.Chunk, loo_cache: dict) -> list[
 
 
 def chunks(spec: HeadStudySpec) -> list[engine.Chunk]:
-    """The study's chunks: items grouped by (loss, padded n), at most ``max_runs`` runs each.
+    """The study's chunks: items grouped by (loss, optimizer, padded n), at most ``max_runs``
+    runs each.
 
     Every chunk of a group is padded to the same number of items, so a group compiles once.
     """
     items = [(cfg, r) for cfg in spec.plan() for r in range(spec.replicates)]
     groups: dict[tuple, list] = {}
     for item in items:
-        groups.setdefault((item[0].loss, _bucket(item[0].n)), []).append(item)
+        cfg = item[0]
+        groups.setdefault((cfg.loss, cfg.optimizer, _bucket(cfg.n)), []).append(item)
     out = []
-    for (loss, m), members in groups.items():
+    for (loss, optimizer, m), members in groups.items():
         per = max(1, spec.max_runs // (m + 1))
         k = -(-len(members) // per)
         size = -(-len(members) // k)
         for c in range(k):
             part = tuple(members[c * size : (c + 1) * size])
-            out.append(engine.Chunk("head", (loss, m, size), part, spec))
+            out.append(engine.Chunk("head", (loss, optimizer, m, size), part, spec))
     return out
 
 
@@ -413,7 +442,9 @@ def run_head_study(
     results = executor.run(
         todo,
         lambda c: _compute(spec, c, loo_cache),
-        label=lambda c: f"head {c.group[0]} n<={c.group[1]}: {len(c.items)} config x draws",
+        label=lambda c: (
+            f"head {c.group[0]} {c.group[1]} n<={c.group[2]}: {len(c.items)} config x draws"
+        ),
     )
     by_config = draws_by_config(results)
     study = HeadStudy(spec)
@@ -427,7 +458,6 @@ def run_head_study(
             "gamma": float(np.mean([it.measured["gamma"] for it in members])),
             "R": float(max(it.measured["R"] for it in members)),
             "d": int(members[0].measured["d"]),
-            "optimizer": "gd",
             "heads": 1,
             "init": "zero",
             "dtype": "float64",

@@ -10,7 +10,13 @@ import numpy as np
 
 from stabtheory import plotting
 from stabtheory.report import failures, fmt, save_figure
-from stabtheory.simulations.head import NOTIONS, HeadStudy, margin_parameter, sweep
+from stabtheory.simulations.head import (
+    NOTIONS,
+    HeadConfig,
+    HeadStudy,
+    margin_parameter,
+    sweep,
+)
 
 __all__ = ["figures", "markdown", "section"]
 
@@ -236,7 +242,38 @@ def figures(study: HeadStudy, out: Path) -> list[str]:
         title=f"head.n per data family: loo.direction at t={steps[late]}",
     )
     names.append(save_figure(fig, out, "stability_vs_n.png"))
+    if spec.ngd_gammas:
+        names.append(_rates_figure(study, out))
     return names
+
+
+def _rates_figure(study: HeadStudy, out: Path) -> str:
+    """``rates_h1_h2_h3.png``: Theorems H-1 and H-2 on GD beside H-3 on normalized GD, on the
+    planted data of the largest NGD margin (the trivial bound 2 drawn in each panel)."""
+    spec = study.spec
+    gamma = max(spec.ngd_gammas)
+    gd = HeadConfig("exponential", spec.lr, gamma, spec.n)
+    ngd = HeadConfig("exponential", spec.ngd_lr, gamma, spec.n, optimizer="ngd")
+    panels = [(gd, "head.H1", "GD"), (gd, "head.H2", "GD"), (ngd, "head.H3", "normalized GD")]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), sharey=True)
+    for ax, (cfg, theorem, algorithm) in zip(axes, panels, strict=True):
+        if cfg not in study.plan:
+            ax.set_visible(False)
+            continue
+        k = study.plan.index(cfg)
+        (chk,) = [c for i, c in study.checks if i == k and c.theorem == theorem]
+        plotting.plot_bound_vs_empirical(chk, ax=ax)
+        ax.axhline(2.0, color="r", lw=0.8, alpha=0.6, label="trivial bound 2")
+        share = chk.vacuous_share
+        vac = "not applicable" if share is None else f"vacuous share {share:.2f}"
+        ax.set_title(f"{theorem}: {algorithm}, eta={cfg.lr} ({vac})", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(
+        f"Direction stability bounds side by side (planted data, gamma={gamma}, n={spec.n}, "
+        "exponential loss, every draw): the GD rates are O(1/log t), normalized GD's O(1/t)",
+        fontsize=10,
+    )
+    return save_figure(fig, out, "rates_h1_h2_h3.png")
 
 
 def _svm_panel(ax, chk):
