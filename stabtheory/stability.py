@@ -31,7 +31,7 @@ import numpy as np
 from stabtheory import heads
 from stabtheory.data import validate
 from stabtheory.errors import InvalidDataError
-from stabtheory.statistics import bootstrap_mean_ci
+from stabtheory.statistics import bootstrap_mean_ci, bootstrap_std_ci
 
 __all__ = [
     "NOTIONS",
@@ -421,8 +421,6 @@ def seed_stability(
     w = np.asarray(_predictor(traj.w[:, -1]))  # (seeds, d)
     logits = np.asarray(X_test) @ w.T  # (m, seeds)
     acc = np.mean(np.sign(logits) == y_test[:, None], axis=0)
-    boot = np.random.default_rng(0).integers(0, seeds, size=(2000, seeds))
-    stds = acc[boot].std(axis=1, ddof=1)
     prob = 0.5 * (1.0 + np.tanh(0.5 * logits))  # sigmoid without overflow
     labels = logits > 0
     frac = labels.mean(axis=1)
@@ -430,7 +428,7 @@ def seed_stability(
     return SeedStability(
         acc,
         float(acc.std(ddof=1)),
-        (float(np.quantile(stds, 0.025)), float(np.quantile(stds, 0.975))),
+        bootstrap_std_ci(acc),
         float(prob.std(axis=1, ddof=1).mean()),
         float(disagree.mean()),
     )

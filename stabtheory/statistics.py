@@ -38,6 +38,7 @@ __all__ = [
     "bootstrap_mean_ci",
     "bootstrap_means",
     "bootstrap_ratio",
+    "bootstrap_std_ci",
     "brown_forsythe",
     "effect_ratio",
     "kendall_tau",
@@ -299,6 +300,21 @@ def bootstrap_mean_ci(
     means = values[..., idx].mean(axis=-1)  # (..., n_boot)
     alpha = (1.0 - level) / 2.0
     return np.quantile(means, alpha, axis=-1), np.quantile(means, 1.0 - alpha, axis=-1)
+
+
+def bootstrap_std_ci(
+    values, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the standard deviation (ddof 1) of a 1-D sample.
+
+    Example:
+      >>> lo, hi = bootstrap_std_ci(np.arange(20.0))
+      >>> bool(lo < np.std(np.arange(20.0), ddof=1) < hi)
+      True
+    """
+    values = np.asarray(values, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, values.shape[-1], size=(n_boot, values.shape[-1]))
+    return percentile_interval(_std(values[idx]), level)
 
 
 def bootstrap_ratio(
