@@ -67,6 +67,7 @@ __all__ = [
     "Task",
     "Testbed",
     "as_function",
+    "data_term",
     "digits_task",
     "finetune",
     "finetune_runs",
@@ -1063,14 +1064,43 @@ def objective(
     y: jax.Array,
     sample_weights: jax.Array,
     lam: jax.Array | float,
+    *,
+    linear: jax.Array | None = None,
+    scale: jax.Array | float = 1.0,
 ) -> jax.Array:
     r"""The fine-tuning objective with the L2-SP pull toward ``w0``.
 
     .. math::
-        F_s(w) = \frac{\sum_i s_i\, \mathrm{softplus}(-y_i f(w, x_i))}{\sum_i s_i}
-                 + \frac{\lambda}{2}\|w - w_0\|^2 .
+        F_s(w) = c\,\frac{\sum_i s_i \big(\mathrm{softplus}(-y_i f(w, x_i))
+                 + a_i \cdot (w - w_0)\big)}{\sum_i s_i} + \frac{\lambda}{2}\|w - w_0\|^2 .
+
+    ``linear`` (the per-sample terms ``a_i``, (n, p); none by default) and ``scale`` (``c``,
+    1 by default) are the controlled designs of
+    :class:`stabtheory.quadratic.FTDesign` (zero-sum tilt, curvature-matched shift, loss
+    scaling); ``lam`` is taken as given (the loss-scaling control passes ``c lam``).
     """
-    return weighted_loss(apply, w, X, y, sample_weights) + 0.5 * lam * jnp.sum((w - w0) ** 2)
+    return data_term(
+        apply, w, w0, X, y, sample_weights, linear=linear, scale=scale
+    ) + 0.5 * lam * jnp.sum((w - w0) ** 2)
+
+
+def data_term(
+    apply: Callable,
+    w: jax.Array,
+    w0: jax.Array,
+    X: jax.Array,
+    y: jax.Array,
+    sample_weights: jax.Array,
+    *,
+    linear: jax.Array | None = None,
+    scale: jax.Array | float = 1.0,
+) -> jax.Array:
+    r"""The data part of :func:`objective`:
+    ``c sum_i s_i (l(w; z_i) + a_i . (w - w0)) / sum_i s_i``."""
+    out = weighted_loss(apply, w, X, y, sample_weights)
+    if linear is not None:
+        out = out + (sample_weights @ linear) @ (w - w0) / jnp.sum(sample_weights)
+    return scale * out
 
 
 def gd_step(
@@ -1082,9 +1112,14 @@ def gd_step(
     sample_weights: jax.Array,
     lr: jax.Array | float,
     lam: jax.Array | float,
+    *,
+    linear: jax.Array | None = None,
+    scale: jax.Array | float = 1.0,
 ) -> jax.Array:
     r"""One full-batch GD step ``w - lr * grad F_s(w)`` (see :func:`objective`)."""
-    g = jax.grad(lambda v: objective(apply, v, w0, X, y, sample_weights, lam))(w)
+    g = jax.grad(
+        lambda v: objective(apply, v, w0, X, y, sample_weights, lam, linear=linear, scale=scale)
+    )(w)
     return w - lr * g
 
 
@@ -1099,6 +1134,8 @@ def finetune(
     checkpoints: jax.Array,
     *,
     return_loss: bool = False,
+    linear: jax.Array | None = None,
+    scale: jax.Array | float = 1.0,
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
     r"""One fine-tuning run: full-batch GD on :func:`objective` from ``w0``, with snapshots.
 
@@ -1120,8 +1157,10 @@ def finetune(
       lr: step size.
       lam: pull strength, >= 0.
       checkpoints: non-decreasing step counts (C,), integer; 0 is ``w0``.
-      return_loss: also return the weighted mean logistic loss (:func:`weighted_loss`, the
-        data term, without the pull) at each snapshot.
+      return_loss: also return the data term (:func:`data_term`: the weighted mean
+        logistic loss, without the pull) at each snapshot.
+      linear, scale: the per-sample linear terms (n, p) and the loss scale of a controlled
+        design (:func:`objective`); none and 1 by default.
 
     Returns:
       Snapshots (C, p), and with ``return_loss`` the losses (C,) too.
@@ -1140,12 +1179,14 @@ def finetune(
     checkpoints = jnp.asarray(checkpoints)
     increments = jnp.diff(checkpoints, prepend=jnp.zeros((1,), checkpoints.dtype))
 
+    kw = {"linear": linear, "scale": scale}
+
     def body(_, w):
-        return gd_step(apply, w, w0, X, y, sample_weights, lr, lam)
+        return gd_step(apply, w, w0, X, y, sample_weights, lr, lam, **kw)
 
     def segment(w, inc):
         w = jax.lax.fori_loop(0, inc, body, w)
-        out = (w, weighted_loss(apply, w, X, y, sample_weights)) if return_loss else w
+        out = (w, data_term(apply, w, w0, X, y, sample_weights, **kw)) if return_loss else w
         return w, out
 
     _, out = jax.lax.scan(segment, w0, increments)
@@ -1164,6 +1205,8 @@ def finetune_runs(
     *,
     batch_size: int | None = None,
     return_loss: bool = False,
+    linear: jax.Array | None = None,
+    scale: jax.Array | float = 1.0,
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
     r""":func:`finetune` for many runs at once: ``jax.vmap`` over masks, step sizes, ``lam``.
 
@@ -1184,6 +1227,7 @@ def finetune_runs(
       batch_size: train the runs in chunks of this size (``jax.lax.map`` with
         ``batch_size``) to bound memory; ``None`` vmaps all runs. Results are the same.
       return_loss: also return the data loss at each snapshot, (runs, C).
+      linear, scale: a controlled design shared by the runs (:func:`objective`).
 
     Returns:
       Snapshots (runs, C, p), and with ``return_loss`` the losses (runs, C) too.
@@ -1207,7 +1251,19 @@ def finetune_runs(
 
     def one(args):
         s, a, l2, w_start = args
-        return finetune(apply, w_start, X, y, s, a, l2, checkpoints, return_loss=return_loss)
+        return finetune(
+            apply,
+            w_start,
+            X,
+            y,
+            s,
+            a,
+            l2,
+            checkpoints,
+            return_loss=return_loss,
+            linear=linear,
+            scale=scale,
+        )
 
     args = (sample_weights, lr, lam, w0)
     if batch_size is None:

@@ -161,9 +161,7 @@ def optimizer_transform(
         return optax.trace(decay=momentum)
     if optimizer == "adam":
         return optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
-    raise ValueError(
-        f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}."
-    )
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
 
 
 class HeadState(NamedTuple):

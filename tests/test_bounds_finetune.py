@@ -20,7 +20,7 @@ def bed():
 
 
 def test_registry_and_signs():
-    for tid in ("ft.FT1", "ft.FT1L", "ft.FT2"):
+    for tid in ("ft.FT1", "ft.FT1c", "ft.FT1L", "ft.FT2"):
         assert get(tid).latex()
     assert ft.ft1_signs() == {"n": -1, "rho_i": 1, "d_S": 1, "Lambda_i": -1}
 
@@ -41,8 +41,10 @@ def test_ft_bounds_hold_on_the_taylor_model(bed, lam, lr_fraction, n):
     ev = ft.ft_evidence(bed.apply, bed.w0, X, y, lam=lam, steps=[1], real=False)
     lr = lr_fraction / float(ev.lam_max.max())
     ev = ft.ft_evidence(bed.apply, bed.w0, X, y, lam=lam, lr=lr, steps=[1, 5, 30, 200], real=True)
-    for chk in (ft.check_ft1(ev), ft.check_ft1l(ev), ft.check_ft2(ev)):
+    for chk in (ft.check_ft1(ev), ft.check_ft1c(ev), ft.check_ft1l(ev), ft.check_ft2(ev)):
         assert chk.applicable and chk.holds, chk.summary()
+    # FT-1c's exact numerator is never above FT-1
+    assert np.all(ft.check_ft1c(ev).bound <= ft.check_ft1(ev).bound * (1 + 1e-12))
     real = ft.check_ft2(ev, "real.weights")
     assert not real.applicable and real.holds is None  # the theorem does not cover it
     assert ft.real_departure(ev) > 0

@@ -87,8 +87,11 @@ def test_quick_verify_reports_zero_violations(quick_report):
         "head.H1",
         "head.H2",
         "head.H2m",
+        "head.H3",
+        "head.H3m",
         "head.C1",
         "ft.FT1",
+        "ft.FT1c",
         "ft.FT1L",
         "ft.FT2",
     }

@@ -350,3 +350,26 @@ def test_large_testbed_memory_sanity():
     g = jax.jit(jax.grad(ft.logistic_loss(big)))(big.w0, big.X[0], big.y[0])
     assert g.shape == (big.p,) and g.dtype == F64 and np.all(np.isfinite(g))
     assert np.linalg.norm(g) > 0
+
+
+def test_designed_objective_linear_terms_and_scale(tb):
+    """``objective`` with per-sample linear terms and a loss scale, against its definition;
+    GD with (c, c lam, lr / c) retraces the plain run (the loss-scaling negative control)."""
+    n, p = tb.X.shape[0], tb.p
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((n, p))
+    s = rng.random(n)
+    w = tb.w0 + 0.01 * rng.standard_normal(p)
+    c, lam = 2.5, 0.05
+    got = ft.objective(tb.apply, w, tb.w0, tb.X, tb.y, s, c * lam, linear=a, scale=c)
+    losses = np.asarray(jax.vmap(ft.logistic_loss(tb), in_axes=(None, 0, 0))(w, tb.X, tb.y))
+    data = (s @ (losses + a @ (w - tb.w0))) / s.sum()
+    expected = c * data + 0.5 * c * lam * np.sum((w - tb.w0) ** 2)
+    assert float(got) == pytest.approx(expected, rel=1e-12)
+    W = loo_weights(n)[:3]
+    kw = dict(checkpoints=jnp.array([5, 40]))
+    plain = ft.finetune_runs_jit(tb.apply, tb.w0, tb.X, tb.y, W, jnp.full(3, 0.5), lam, **kw)
+    scaled = ft.finetune_runs_jit(
+        tb.apply, tb.w0, tb.X, tb.y, W, jnp.full(3, 0.5 / c), c * lam, scale=c, **kw
+    )
+    np.testing.assert_allclose(scaled, plain, rtol=0, atol=1e-12)

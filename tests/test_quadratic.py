@@ -140,3 +140,19 @@ def test_per_sample_power_iteration_matches_dense_norms(problem, curvature):
     ]
     got = q.per_sample_power_iteration(tm, curvature=curvature, apply=apply, iters=3000)
     np.testing.assert_allclose(got, dense, rtol=1e-6)
+
+
+def test_apply_design_is_the_designed_quadratic(problem):
+    """lhat^c_i(w) = c (lhat_i(w) + a_i . (w - w0)) with a_i = kappa xi_i - s (H_i + lam I) v."""
+    _, tm, n, p = problem
+    lam, kappa, s, c = 0.1, 0.7, -0.4, 3.0
+    xi, v = q.FTDesign(tilt=1.0, shift=1.0, seed=2).directions(n, p)
+    tm_c, lam_c, a = q.apply_design(tm, lam, kappa, s, c, xi, v)
+    H = q.dense_curvatures(tm)
+    np.testing.assert_allclose(
+        a, kappa * np.asarray(xi) - s * (H @ np.asarray(v) + lam * np.asarray(v)), atol=1e-13
+    )
+    W = tm.w0 + np.random.default_rng(0).standard_normal((4, p))
+    expected = c * (np.asarray(q.quadratic_losses(tm, W)) + (W - tm.w0) @ np.asarray(a).T)
+    np.testing.assert_allclose(q.quadratic_losses(tm_c, W), expected, rtol=1e-12)
+    assert lam_c == pytest.approx(c * lam)

@@ -11,6 +11,7 @@ id                theorem (docs/theory.md)
 ``head.H3m``      Theorem H-3, its margin statement delta(t) <= (log n + eta R^2/2)/(eta gamma t)
 ``head.C1``       Theorem C-1, raw head weights under GD (Hardt, Recht & Singer 2016)
 ``ft.FT1``        Theorem FT-1, converged full fine-tuning (Taylor model)
+``ft.FT1c``       Theorem FT-1c, FT-1 with the exact leave-one-out numerator (Taylor model)
 ``ft.FT1L``       Corollary FT-1L, pointwise hypothesis stability (with FT-1)
 ``ft.FT2``        Theorem FT-2, full fine-tuning after t GD steps (Taylor model)
 ================  ====================================================================
@@ -53,6 +54,7 @@ REGISTRY: dict[str, Theorem] = {
         head.H3M,
         head.C1,
         finetune.FT1,
+        finetune.FT1c,
         finetune.FT1L,
         finetune.FT2,
     )
@@ -143,7 +145,7 @@ def check_bound(
     return result
 
 
-_ONE_POINT = ("head.svm_loo", "ft.FT1", "ft.FT1L")
+_ONE_POINT = ("head.svm_loo", "ft.FT1", "ft.FT1c", "ft.FT1L")
 
 
 def _check(
@@ -181,6 +183,7 @@ def _check(
         )
         return {
             "ft.FT1": finetune.check_ft1,
+            "ft.FT1c": finetune.check_ft1c,
             "ft.FT1L": finetune.check_ft1l,
             "ft.FT2": finetune.check_ft2,
         }[theorem_id](ev)

@@ -1,4 +1,5 @@
-r"""Full fine-tuning bounds (docs/theory.md section 2): Theorems FT-1, FT-2 and Corollary FT-1L.
+r"""Full fine-tuning bounds (docs/theory.md sections 2 and 6): Theorems FT-1, FT-1c, FT-2 and
+Corollary FT-1L.
 
 The bounds are checked on the Taylor model (:mod:`stabtheory.quadratic`) of a network
 ``f(w, x)`` with the logistic loss, around the pre-trained ``w0``, with the Gauss-Newton
@@ -6,6 +7,9 @@ curvature (PSD by construction). Per sample ``i``:
 
 * ``ft.FT1``: empirical ``||w_S - w_S\i||`` (minimisers); bound
   ``(rho_i + lam ||w_S - w0||) / ((n - 1) Lam_i)``.
+* ``ft.FT1c``: the same empirical value; bound ``||r_i - mean_j r_j|| / ((n - 1)
+  lambda_min(A_S\\i))`` with ``r_j = grad lhat_j(w_S)`` (from the exact identity
+  ``w_S - w_S\\i = -A_S\\i^{-1} (r_i - mean r) / (n - 1)``; never above FT-1).
 * ``ft.FT1L``: empirical ``|lhat_i(w_S) - lhat_i(w_S\i)|``; bound ``max(rho_i, rho'_i) FT1_i``.
 * ``ft.FT2``: empirical ``||w_t(S) - w_t(S\i)||`` (GD, step t); bound
   ``FT1_i + eta t beta (1 - eta Lam_i)^(t-1) ||w0 - w_S\i|| / n``.
@@ -27,6 +31,7 @@ true and quadratic fine-tuned weights.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +46,10 @@ __all__ = [
     "FT1",
     "FT1L",
     "FT2",
+    "FT1c",
     "FTEvidence",
     "check_ft1",
+    "check_ft1c",
     "check_ft1l",
     "check_ft2",
     "ft_evidence",
@@ -74,6 +81,26 @@ FT1 = Theorem(
         "w_S, w_S\\i are the minimisers (conjugate-gradient residual certified)",
     ),
     reference="docs/theory.md section 2, Theorem FT-1 (Fu, So & Collier 2023, full fine-tuning)",
+)
+
+dev = sp.Symbol("delta_i", nonnegative=True)  # ||r_i - mean_j r_j||, r_j = grad lhat_j(w_S)
+Lam_loo = sp.Symbol("Lambda_S\\i", positive=True)  # lambda_min(A_S\i)
+
+FT1c = Theorem(
+    id="ft.FT1c",
+    title="Theorem FT-1c: FT-1 with the exact leave-one-out numerator (Taylor model)",
+    expression=dev / ((n - 1) * Lam_loo),
+    symbols=(dev, n, Lam_loo),
+    notions=("weights",),
+    assumptions=(
+        "A_S\\i = mean_{j != i} H_j + lam I symmetric with lambda_min(A_S\\i) > 0",
+        "w_S, w_S\\i are the minimisers (conjugate-gradient residual certified)",
+    ),
+    reference=(
+        "docs/theory.md section 6 (exact identity w_S - w_S\\i = -A_S\\i^{-1} (r_i - mean r)"
+        " / (n - 1)); at most FT-1 since r_i - mean r = r_i + lam (w_S - w0) and "
+        "lambda_min(A_S\\i) >= Lam"
+    ),
 )
 
 FT1L = Theorem(
@@ -131,7 +158,12 @@ class FTEvidence:
       rho, rho_loo: (n,) ``||grad lhat_i(w_S)||`` and ``||grad lhat_i(w_S\\i)||``.
       steps: (C,) GD checkpoints; ``w_gd``: (n + 1, C, p) GD on the quadratic.
       w_real: (n + 1, C, p) GD on the true loss, or ``None``.
+      real_losses, quad_losses: (n + 1, C, n) per-sample true and quadratic losses along the
+        real runs (the designed losses), or ``None``.
       config: the configuration.
+      deviation: (n,) ``||r_i - mean_j r_j||``, ``r_i = grad lhat_i(w_S)`` (FT-1c).
+      min_losses: (2, n) ``lhat_i(w_S)`` and ``lhat_i(w_S\\i)``.
+      design: the :class:`~stabtheory.quadratic.FTDesign` it was run with.
     """
 
     tm: q.TaylorModel
@@ -148,6 +180,9 @@ class FTEvidence:
     real_losses: np.ndarray | None
     quad_losses: np.ndarray | None
     config: dict
+    deviation: np.ndarray | None = None
+    min_losses: np.ndarray | None = None
+    design: q.FTDesign | None = None
     _empirical: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -156,7 +191,13 @@ class FTEvidence:
 
     @property
     def Lam(self) -> np.ndarray:
+        """(n,) ``min(lambda_min(A_S), lambda_min(A_S\\i))`` (FT-1, FT-2)."""
         return np.minimum(self.lam_min[0], self.lam_min[1:])
+
+    @property
+    def Lam_loo(self) -> np.ndarray:
+        """(n,) ``lambda_min(A_S\\i)`` (FT-1c)."""
+        return self.lam_min[1:]
 
     @property
     def distance(self) -> float:
@@ -179,9 +220,7 @@ class FTEvidence:
         if kind == "min.weights":
             return np.linalg.norm(self.w_min[1:] - self.w_min[0], axis=1)[None]
         if kind == "min.loss":
-            lq = np.asarray(q.quadratic_losses(self.tm, jnp.asarray(self.w_min)))  # (n+1, n)
-            idx = np.arange(self.n)
-            return np.abs(lq[0, idx] - lq[idx + 1, idx])[None]
+            return np.abs(self.min_losses[0] - self.min_losses[1])[None]
         if kind == "gd.weights":
             return np.linalg.norm(self.w_gd[1:] - self.w_gd[0][None], axis=2).T
         if kind == "real.weights":
@@ -193,8 +232,103 @@ class FTEvidence:
         raise ValueError(f"unknown kind {kind!r}")
 
 
-_minimizers = jax.jit(q.minimizers, static_argnames=("curvature", "apply", "maxiter"))
-_gd_path = jax.jit(q.gd_path, static_argnames=("curvature", "apply"))
+#: Traces of :func:`_evidence_program` (a test checks they do not grow with configs or draws).
+TRACES = {"count": 0}
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "real", "cg_tol", "maxiter", "batch_size"))
+def _evidence_program(
+    apply,
+    w0,
+    X,
+    y,
+    lam,
+    lr,
+    lr_fraction,
+    tilt,
+    shift,
+    scale,
+    xi,
+    v,
+    valid,
+    checkpoints,
+    *,
+    real: bool,
+    cg_tol: float,
+    maxiter: int,
+    batch_size: int | None,
+) -> dict:
+    """Every array of :class:`FTEvidence`, as one compiled program per (apply, n, p, C, real).
+
+    The hyperparameters (``lam``, ``lr`` (NaN: ``lr_fraction / lambda_max``), the design's
+    ``tilt``, ``shift``, ``scale``, ``xi``, ``v``) and the checkpoint values are traced, so
+    configurations of one size share the compilation. ``valid`` (n,) zeroes the weight of
+    padding samples in every mask (rows of padding samples repeat S and are dropped)."""
+    TRACES["count"] += 1
+    n = X.shape[0]
+    tm0 = q.taylor_expand(apply, w0, X, y)
+    tm, lam_c, a = q.apply_design(tm0, lam, tilt, shift, scale, xi, v)
+    weights = _heads.loo_weights(n) * valid
+    lam_min, lam_max = q.extreme_eigenvalues(tm, weights, lam_c)
+    lr = jnp.where(jnp.isnan(lr), lr_fraction / jnp.max(lam_max), lr / scale)
+    w_min = q.minimizers(tm, weights, lam_c, tol=cg_tol, maxiter=maxiter)
+    gbar = weights @ tm.grads / weights.sum(axis=1, keepdims=True)
+    resid = jax.vmap(
+        lambda s, w, g: (
+            jnp.linalg.norm(q.operator(tm, s, lam_c)(w - tm.w0) + g) / jnp.linalg.norm(g)
+        )
+    )(weights, w_min, gbar)
+    r_S = q.quadratic_grads(tm, w_min[:1])[0]  # (n, p): r_i = grad lhat_i(w_S)
+    out = {
+        "tm": tm,
+        "lam": lam_c,
+        "lr": lr,
+        "w_min": w_min,
+        "cg_residual": resid,
+        "lam_min": lam_min,
+        "lam_max": lam_max,
+        "beta_i": q.per_sample_norms(tm),
+        "rho": jnp.linalg.norm(r_S, axis=1),
+        "rho_loo": jnp.linalg.norm(_own_grads(tm, w_min[1:]), axis=1),
+        "deviation": jnp.linalg.norm(r_S - valid @ r_S / jnp.sum(valid), axis=1),
+        "min_losses": _own_losses(tm, w_min),
+        "w_gd": q.gd_path(tm, weights, lam_c, lr, checkpoints),
+    }
+    if real:
+        from stabtheory.finetune import finetune_runs
+
+        w_real = finetune_runs(
+            apply,
+            w0,
+            X,
+            y,
+            weights,
+            jnp.full((n + 1,), lr),
+            lam_c,
+            checkpoints,
+            batch_size=batch_size,
+            linear=a,
+            scale=scale,
+        )
+        lin = jnp.einsum("ip,rcp->rci", a, w_real - w0)
+        out["w_real"] = w_real
+        out["real_losses"] = scale * (q.true_losses(apply, w_real, X, y) + lin)
+        out["quad_losses"] = q.quadratic_losses(tm, w_real)
+    return out
+
+
+def _own_grads(tm: q.TaylorModel, W: jax.Array) -> jax.Array:
+    """``grad lhat_i(W[i])`` for every i (W: (n, p)) -> (n, p)."""
+    return tm.grads + q.sample_hvp(tm, W - tm.w0)
+
+
+def _own_losses(tm: q.TaylorModel, W: jax.Array) -> jax.Array:
+    """(2, n): ``lhat_i(w_S)`` and ``lhat_i(w_S\\i)`` for every i (W: the (n + 1, p) minimisers)."""
+    lq_S = q.quadratic_losses(tm, W[0])
+    D = W[1:] - tm.w0
+    Hd = q.sample_hvp(tm, D)
+    own = tm.loss0 + jnp.sum(tm.grads * D, axis=1) + 0.5 * jnp.sum(Hd * D, axis=1)
+    return jnp.stack([lq_S, own])
 
 
 def ft_evidence(
@@ -210,9 +344,14 @@ def ft_evidence(
     real: bool = True,
     cg_tol: float = 1e-12,
     batch_size: int | None = None,
+    design: q.FTDesign | None = None,
+    pad_to: int | None = None,
     info: dict | None = None,
 ) -> FTEvidence:
     """Expand, solve and train everything the FT checks need, for S and every S\\i.
+
+    One compiled program per (``apply``, n, p, number of checkpoints, ``real``): sweeping
+    ``lam``, ``lr``, the design or the checkpoint values never recompiles.
 
     Args:
       apply: ``apply(w, x) -> logit``, ``w`` a flat (p,) vector.
@@ -226,70 +365,93 @@ def ft_evidence(
       real: also fine-tune the real network (GD on the true loss) on every mask.
       cg_tol: relative residual at which conjugate gradients stop.
       batch_size: fine-tune the real network's masks in chunks of this size (memory).
+      design: a controlled design (:class:`~stabtheory.quadratic.FTDesign`: zero-sum tilt,
+        curvature-matched shift, loss scaling), applied to the Taylor model and the real
+        network alike. ``lam`` and ``lr`` are the plain problem's: the loss-scaling control
+        runs ``scale * lam`` and ``lr / scale`` (the default ``lr`` scales by itself).
+        Every reported quantity (``rho``, ``Lam``, ``beta``, losses, ``config["lam"]``,
+        ``config["lr"]``) is the designed problem's.
+      pad_to: run the compiled program of this sample size (>= n), padding with samples of
+        weight zero in every mask, so that several sizes share one compilation; the
+        results are those of the unpadded problem (up to rounding).
     """
     from stabtheory.data import validate
 
     X, y = validate(X, y)
+    design = design or q.FTDesign()
     w0 = jnp.asarray(params, jnp.float64)
-    tm = q.taylor_expand(apply, w0, X, y)
-    n = X.shape[0]
-    weights = _heads.loo_weights(n)
-    lam_min, lam_max = (np.asarray(a) for a in jax.jit(q.extreme_eigenvalues)(tm, weights, lam))
-    if lr is None:
-        lr = lr_fraction / float(lam_max.max())
-    w_min = _minimizers(tm, weights, lam, apply=apply, tol=cg_tol, maxiter=10 * tm.grads.shape[1])
-    gbar = weights @ tm.grads / weights.sum(axis=1, keepdims=True)
-    resid = jax.vmap(
-        lambda s, w, g: jnp.linalg.norm(q.operator(tm, s, lam)(w - tm.w0) + g) / jnp.linalg.norm(g)
-    )(weights, w_min, gbar)
-    grads_at = q.quadratic_grads(tm, w_min)  # (n+1, n, p)
-    idx = np.arange(n)
-    rho = np.linalg.norm(np.asarray(grads_at[0]), axis=1)
-    rho_loo = np.linalg.norm(np.asarray(grads_at[idx + 1, idx]), axis=1)
-    checkpoints = jnp.asarray(np.asarray(steps, dtype=np.int64))
-    w_gd = np.asarray(_gd_path(tm, weights, lam, lr, checkpoints))
-    w_real = real_losses = quad_losses = None
-    if real:
-        from stabtheory.finetune import finetune_runs_jit
-
-        w_real = np.asarray(
-            finetune_runs_jit(
-                apply,
-                w0,
-                X,
-                y,
-                weights,
-                jnp.full((n + 1,), lr),
-                lam,
-                checkpoints,
-                batch_size=batch_size,
-            )
+    n, p = X.shape[0], w0.shape[0]
+    xi, v = design.directions(n, p)
+    size = n if pad_to is None else int(pad_to)
+    if size < n:
+        raise ValueError(f"pad_to must be at least n = {n}, got {pad_to}.")
+    X = np.concatenate([np.asarray(X, np.float64), np.zeros((size - n, X.shape[1]))])
+    y = np.concatenate([np.asarray(y, np.float64), np.ones(size - n)])
+    xi = np.concatenate([xi, np.zeros((size - n, p))])
+    arrays = _evidence_program(
+        apply,
+        w0,
+        jnp.asarray(X),
+        jnp.asarray(y),
+        jnp.asarray(lam, jnp.float64),
+        jnp.asarray(np.nan if lr is None else lr, jnp.float64),
+        jnp.asarray(lr_fraction, jnp.float64),
+        jnp.asarray(design.tilt, jnp.float64),
+        jnp.asarray(design.shift, jnp.float64),
+        jnp.asarray(design.scale, jnp.float64),
+        xi,
+        v,
+        jnp.asarray(np.arange(size) < n, jnp.float64),
+        jnp.asarray(np.asarray(steps, dtype=np.int64)),
+        real=bool(real),
+        cg_tol=float(cg_tol),
+        maxiter=10 * p,
+        batch_size=batch_size,
+    )
+    arrays = jax.device_get(arrays)
+    get = {k: np.asarray(a) for k, a in arrays.items() if k != "tm"}
+    if size > n:  # drop the padding: masks S, S\\1..S\\n and samples 1..n
+        for key in ("w_min", "cg_residual", "lam_min", "lam_max", "w_gd", "w_real"):
+            if key in get:
+                get[key] = get[key][: n + 1]
+        for key in ("beta_i", "rho", "rho_loo", "deviation"):
+            get[key] = get[key][:n]
+        get["min_losses"] = get["min_losses"][:, :n]
+        for key in ("real_losses", "quad_losses"):
+            if key in get:
+                get[key] = get[key][: n + 1, :, :n]
+        arrays["tm"] = arrays["tm"]._replace(
+            **{f: getattr(arrays["tm"], f)[:n] for f in ("loss0", "grads", "jac", "curv", "X", "y")}
         )
-        real_losses = np.asarray(q.true_losses(apply, jnp.asarray(w_real), X, y))
-        quad_losses = np.asarray(q.quadratic_losses(tm, jnp.asarray(w_real)))
     config = {
         "n": n,
-        "p": int(w0.shape[0]),
-        "lam": float(lam),
-        "lr": float(lr),
+        "p": int(p),
+        "lam": float(arrays["lam"]),
+        "lr": float(arrays["lr"]),
         "curvature": "ggn",
+        "tilt": float(design.tilt),
+        "shift": float(design.shift),
+        "scale": float(design.scale),
         **(info or {}),
     }
     return FTEvidence(
-        tm,
-        np.asarray(w_min),
-        np.asarray(resid),
-        lam_min,
-        lam_max,
-        np.asarray(q.per_sample_norms(tm)),
-        rho,
-        rho_loo,
+        jax.tree.map(jnp.asarray, arrays["tm"]),
+        get["w_min"],
+        get["cg_residual"],
+        get["lam_min"],
+        get["lam_max"],
+        get["beta_i"],
+        get["rho"],
+        get["rho_loo"],
         np.asarray(steps),
-        w_gd,
-        w_real,
-        real_losses,
-        quad_losses,
+        get["w_gd"],
+        get.get("w_real"),
+        get.get("real_losses"),
+        get.get("quad_losses"),
         config,
+        deviation=get["deviation"],
+        min_losses=get["min_losses"],
+        design=design,
     )
 
 
@@ -346,6 +508,26 @@ def check_ft1(ev: FTEvidence) -> BoundCheck:
     """FT-1 against the exact leave-one-out change of the Taylor-model minimiser."""
     return _result(
         FT1, "loo.weights", ev, _ft1_bound(ev)[None], ev.empirical("min.weights"), _common(ev), [-1]
+    )
+
+
+def check_ft1c(ev: FTEvidence) -> BoundCheck:
+    """FT-1c, ``||r_i - mean r|| / ((n - 1) lambda_min(A_S\\i))``, against the exact
+    leave-one-out change of the Taylor-model minimiser."""
+    assumptions = [
+        Assumption.measure(
+            "Lam_S\\i > 0",
+            "min over i of lambda_min(A_S\\i) (exact), above the rounding level "
+            "10 n eps lambda_max of the eigenvalue computation",
+            float(ev.Lam_loo.min()),
+            ">",
+            10 * ev.n * np.finfo(np.float64).eps * float(ev.lam_max.max()),
+        ),
+        _common(ev)[2],
+    ]
+    bound = np.asarray(FT1c.evaluate(ev.deviation, float(ev.n), ev.Lam_loo))
+    return _result(
+        FT1c, "loo.weights", ev, bound[None], ev.empirical("min.weights"), assumptions, [-1]
     )
 
 
@@ -423,6 +605,7 @@ def real_departure(ev: FTEvidence) -> float:
 
 def loss_gap(ev: FTEvidence) -> float:
     """Largest relative gap, over the checkpoints, between the true and the quadratic mean loss
-    ``F`` of the run on S along the real fine-tuning path: ``|F_real - F_quad| / F_real``."""
+    ``F`` of the run on S along the real fine-tuning path: ``|F_real - F_quad| / |F_real|``
+    (a design's linear terms can make ``F_real`` negative)."""
     real, quad = ev.real_losses[0].mean(axis=-1), ev.quad_losses[0].mean(axis=-1)
-    return float(np.max(np.abs(real - quad) / real))
+    return float(np.max(np.abs(real - quad) / np.abs(real)))

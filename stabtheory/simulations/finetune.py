@@ -1,20 +1,22 @@
-"""The full fine-tuning study of ``stabtheory verify``: Theorems FT-1, FT-1L, FT-2 and the
-``ft.*`` claims, on the Taylor model and on the real network.
+"""The full fine-tuning study of ``stabtheory verify``: Theorems FT-1, FT-1c, FT-1L, FT-2 and
+the ``ft.*`` claims, on the Taylor model and on the real network.
 
 For every configuration, S and all n sets S\\i are solved (CG, vmapped over masks) and trained
 (GD on the quadratic and on the real network, vmapped over masks) from the pre-trained
-weights. Sweeps, one at a time around a base configuration, on each testbed:
+weights, in one compiled program per sample size (:func:`~stabtheory.bounds.finetune.ft_evidence`).
+Sweeps, one at a time around a base configuration, on each testbed:
 
-* ``n``: sample size (nested subsets of one task sample);
-* ``input_scale``: multiplies the inputs, which scales the per-sample gradients (the Lipschitz
-  constant ``rho``);
-* ``pretrain_steps``: pre-training length, which moves ``w0`` and so the weight distance;
-* ``interpolation``: ``w0 + alpha (w* - w0)`` with ``w*`` the real network fine-tuned on S,
-  a direct knob on the weight distance;
-* ``lam``: the pull toward ``w0``; ``lr_fraction``: the step as a fraction of ``1/lambda_max``.
+* observational (natural knobs): ``n``; ``input_scale`` (moves ``rho``); ``pretrain_steps``
+  and ``interpolation`` ``w0 + alpha (w* - w0)`` (move the weight distance); ``lam``;
+  ``lr_fraction``. Such a regime is inconclusive when another bound quantity moves by
+  :data:`MIN_SPREAD` or more;
+* controlled (:class:`~stabtheory.quadratic.FTDesign`): the zero-sum tilt (``rho`` alone,
+  ``ft.lipschitz``) and the curvature-matched shift (the distance alone, ``ft.distance``,
+  judged early and late);
+* control: the loss scaling by ``c`` (claim ``control.scale``, must show no effect).
 
 The claims are judged with Kendall's tau between the *measured* quantity the claim names
-(``n``, ``rho = max_i rho_i``, ``||w_S - w0||``) and the mean leave-one-out instability.
+(``n``, ``rho = max_i rho_i``, ``||w_S - w0||``, ``c``) and the mean leave-one-out instability.
 """
 
 from __future__ import annotations
@@ -52,6 +54,14 @@ FT_CLAIMS = {
             "distance",
             +1,
         ),
+        _claims.Claim(
+            "control.scale",
+            "negative control: scaling the loss by c with lam -> c lam, eta -> eta / c changes "
+            "no claim statistic (judged as the loo.weights instability against c; predicted "
+            "sign 0, so any decisive trend refutes the control)",
+            "scale",
+            0,
+        ),
     )
 }
 
@@ -68,7 +78,13 @@ MEASURES = {
 
 @dataclasses.dataclass(frozen=True)
 class FTConfig:
-    """One configuration of the full fine-tuning study."""
+    """One configuration of the full fine-tuning study.
+
+    ``tilt``, ``shift``, ``scale`` are the controlled designs
+    (:class:`~stabtheory.quadratic.FTDesign`), in units of the same draw's base
+    configuration: ``kappa = tilt * median_i rho_i``, ``s = shift * ||w_S - w0||`` along
+    ``v = (w_S - w0) / ||w_S - w0||`` (so the distance becomes ``(1 + shift)`` times the
+    base's), and the loss scale ``c = scale``."""
 
     task: str
     n: int
@@ -77,6 +93,9 @@ class FTConfig:
     pretrain_steps: int
     alpha: float
     lr_fraction: float
+    tilt: float = 0.0
+    shift: float = 0.0
+    scale: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +118,15 @@ class FineTuneStudySpec:
     interpolation: tuple[float, ...] = (0.0, 0.5, 0.9)
     lr_fraction: float = 0.9
     lr_fractions: tuple[float, ...] = (0.1, 0.9)
-    steps: tuple[int, ...] = (1, 3, 10, 30, 100, 300, 1000)
+    #: GD checkpoints; at the default step (0.9 / lambda_max) the Taylor GD is within
+    #: ~1e-3 of its minimiser by t = 300 on both tasks (eta Lam t ~ 6), so 1000 is not run.
+    steps: tuple[int, ...] = (1, 3, 10, 30, 100, 300)
     full_sweeps_on: tuple[str, ...] = ("synthetic",)
+    tilts: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+    shifts: tuple[float, ...] = (1.0, 3.0)
+    scales: tuple[float, ...] = (0.25, 4.0)
+    controlled_on: tuple[str, ...] = ("synthetic",)
+    early_step: int = 10
     replicates: int = 5
     seed: int = 0
 
@@ -121,6 +147,10 @@ class FineTuneStudySpec:
                 variants += [dataclasses.replace(base, input_scale=v) for v in self.input_scales]
                 variants += [dataclasses.replace(base, lam=v) for v in self.lams]
                 variants += [dataclasses.replace(base, lr_fraction=v) for v in self.lr_fractions]
+            if task in self.controlled_on:
+                variants += [dataclasses.replace(base, tilt=v) for v in self.tilts]
+                variants += [dataclasses.replace(base, shift=v) for v in self.shifts]
+                variants += [dataclasses.replace(base, scale=v) for v in self.scales]
             plan += [v for v in dict.fromkeys(variants) if v not in plan]
         return plan
 
@@ -136,6 +166,9 @@ class FineTuneStudySpec:
             interpolation=(0.0, 0.8),
             lr_fractions=(0.9,),
             steps=(1, 10, 100, 300),
+            tilts=(1.0, 8.0),
+            shifts=(3.0,),
+            scales=(4.0,),
             replicates=2,
         )
 
@@ -151,26 +184,37 @@ class FineTuneStudy(Study):
 
 
 def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
-    """Every configuration of one (task, draw), in plan order (the base one first)."""
-    from stabtheory import finetune
+    """Every configuration of one (task, draw), in plan order (the base one first).
+
+    One testbed per pre-training length (``input_scale`` multiplies its inputs), and at most
+    two compiled evidence programs per task: sizes up to the base ``n`` are padded to it
+    (samples of weight zero), larger ones to the largest ``n``; the configurations only
+    change traced arguments."""
+    from stabtheory import finetune, quadratic
 
     n_max = max((*spec.ns, spec.n))
-    optimum = None
+    beds: dict[int, finetune.Testbed] = {}
+    base_ev = None
     results = []
     for cfg, draw in chunk.items:
         seed = engine.draw_seed(spec.seed, draw)
-        bed = finetune.make_testbed(
-            cfg.task,
-            n=n_max,
-            pretrain_steps=cfg.pretrain_steps,
-            input_scale=cfg.input_scale,
-            seed=seed,
-            init_seed=seed,
-        )
-        X, y = bed.X[: cfg.n], bed.y[: cfg.n]
+        if cfg.pretrain_steps not in beds:
+            beds[cfg.pretrain_steps] = finetune.make_testbed(
+                cfg.task, n=n_max, pretrain_steps=cfg.pretrain_steps, seed=seed, init_seed=seed
+            )
+        bed = beds[cfg.pretrain_steps]
+        X, y = cfg.input_scale * bed.X[: cfg.n], bed.y[: cfg.n]
         w0 = jnp.asarray(bed.w0)
-        if cfg.alpha > 0:
-            w0 = w0 + cfg.alpha * (optimum - w0)
+        design = quadratic.FTDesign(scale=cfg.scale, seed=seed)
+        if cfg.alpha > 0 or cfg.tilt > 0 or cfg.shift > 0:
+            d_base = base_ev.w_min[0] - np.asarray(base_ev.tm.w0)
+            w0 = w0 + cfg.alpha * (jnp.asarray(base_ev.w_real[0, -1]) - w0)
+            design = dataclasses.replace(
+                design,
+                tilt=cfg.tilt * float(np.median(base_ev.rho)),
+                shift=cfg.shift * base_ev.distance,
+                v=d_base / np.linalg.norm(d_base),
+            )
         ev = _ft.ft_evidence(
             bed.apply,
             w0,
@@ -179,6 +223,8 @@ def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
             lam=cfg.lam,
             lr_fraction=cfg.lr_fraction,
             steps=spec.steps,
+            design=design,
+            pad_to=min(size for size in (spec.n, n_max) if size >= cfg.n),
             info={
                 "task": cfg.task,
                 "input_scale": cfg.input_scale,
@@ -188,7 +234,7 @@ def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
             },
         )
         if cfg == spec.base(cfg.task):
-            optimum = jnp.asarray(ev.w_real[0, -1])
+            base_ev = ev
         gd = _ft.check_ft2(ev, "gd.weights")
         real = _ft.check_ft2(ev, "real.weights")
         raw = gd.bound  # the FT-2 bound (same quantities) beside the real network's LOO
@@ -205,7 +251,7 @@ def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
             "loss_gap": _ft.loss_gap(ev),
             "real_exceeds_ft2": int(np.sum(over)) if ok.any() else None,
         }
-        checks = (_ft.check_ft1(ev), _ft.check_ft1l(ev), gd, real)
+        checks = (_ft.check_ft1(ev), _ft.check_ft1c(ev), _ft.check_ft1l(ev), gd, real)
         stability = {kind: ev.empirical(kind) for _, kinds in MEASURES.items() for _, kind in kinds}
         results.append(DrawResult(cfg, draw, measured, checks, stability))
     return results
@@ -273,19 +319,28 @@ def run_finetune_study(
     return study
 
 
+#: The knobs of each claim's sweeps and their design: natural knobs are observational, the
+#: zero-sum tilt and the curvature-matched shift are controlled, the loss scaling a control.
+KNOBS = {
+    "ft.n": (("n", "observational"),),
+    "ft.lipschitz": (("input_scale", "observational"), ("tilt", "controlled")),
+    "ft.distance": (
+        ("pretrain_steps", "observational"),
+        ("alpha", "observational"),
+        ("shift", "controlled"),
+    ),
+    "control.scale": (("scale", "control"),),
+}
+
+
 def sweeps(study: FineTuneStudy) -> dict[str, list[tuple[str, str, list[int]]]]:
-    """For each claim, the (task, knob, config indices) sweeps that inform it."""
+    """For each claim, the (task, knob, config indices) sweeps that inform it (:data:`KNOBS`)."""
     spec = study.spec
-    out: dict[str, list] = {"ft.n": [], "ft.lipschitz": [], "ft.distance": []}
-    knobs = {
-        "ft.n": ("n",),
-        "ft.lipschitz": ("input_scale",),
-        "ft.distance": ("pretrain_steps", "alpha"),
-    }
+    out: dict[str, list] = {claim_id: [] for claim_id in KNOBS}
     for task in spec.tasks:
         base = dataclasses.asdict(spec.base(task))
-        for claim_id, free_knobs in knobs.items():
-            for free in free_knobs:
+        for claim_id, knobs in KNOBS.items():
+            for free, _ in knobs:
                 idx = study.find(**{key: v for key, v in base.items() if key != free})
                 if len({study.configs[k][free] for k in idx}) >= 2:
                     out[claim_id].append((task, free, idx))
@@ -297,6 +352,8 @@ def sweeps(study: FineTuneStudy) -> dict[str, list[tuple[str, str, list[int]]]]:
 MIN_SPREAD = 1.2
 
 #: Quantities of the FT-1/FT-2 bounds reported beside each sweep, since a knob moves several.
+#: An observational regime is inconclusive when one of them other than the claim's parameter
+#: moves by :data:`MIN_SPREAD` or more (it is confounded).
 COVARIATES = ("n", "rho", "distance", "beta", "Lam")
 
 
@@ -305,36 +362,74 @@ def _spread(values) -> float:
     return float(values.max() / values.min()) if values.min() > 0 else float("inf")
 
 
-def judge_claims(study: FineTuneStudy) -> list:
-    """Verdicts for ft.n, ft.lipschitz, ft.distance under loo.weights and loo.loss.
+def _regime_measures(study: FineTuneStudy, knob: str, notion: str):
+    """``(regime prefix, label, kind, checkpoint row)`` of one sweep under one notion."""
+    steps = list(study.spec.steps)
+    late = len(steps) - 1
+    measures = MEASURES[notion]
+    if knob == "shift":  # FT-2's transient term: early (t small) and late (the minimiser, t last)
+        early = steps.index(study.spec.early_step) if study.spec.early_step in steps else 1
+        rows = [(f"early (t={steps[early]})", label, kind, early) for label, kind in measures]
+        rows = [r for r in rows if not r[2].startswith("min")]
+        rows += [
+            (
+                "late (minimiser)" if kind.startswith("min") else f"late (t={steps[late]})",
+                label,
+                kind,
+                0 if kind.startswith("min") else late,
+            )
+            for label, kind in measures
+        ]
+        return rows
+    return [("", label, kind, 0 if kind.startswith("min") else late) for label, kind in measures]
 
-    A regime whose measured parameter spans less than :data:`MIN_SPREAD` (max / min) is
-    inconclusive whatever the instability does. Every regime's name lists how much each
-    bound quantity moved along its sweep (max / min), so that confounding is visible: e.g.
-    interpolating ``w0`` toward ``w*`` lowers ``rho`` as well as the distance.
+
+def judge_claims(study: FineTuneStudy) -> list:
+    """Verdicts for ft.n, ft.lipschitz, ft.distance and the control, per notion.
+
+    Every regime carries its design (:data:`KNOBS`). A regime whose measured parameter spans
+    less than :data:`MIN_SPREAD` (max / min) is inconclusive whatever the instability does;
+    an observational regime is also inconclusive when another bound quantity
+    (:data:`COVARIATES`) moves by :data:`MIN_SPREAD` or more, and its name says which. Every
+    regime's name lists how much each bound quantity moved along its sweep (max / min). The
+    control is judged under ``loo.weights`` only (loss values scale by ``c`` by
+    construction).
     """
-    late = len(study.spec.steps) - 1
     verdicts = []
     for claim_id, claim_sweeps in sweeps(study).items():
         claim = FT_CLAIMS[claim_id]
-        for notion, measures in MEASURES.items():
+        designs = dict(KNOBS[claim_id])
+        for notion in MEASURES:
+            if claim_id == "control.scale" and notion != "loo.weights":
+                continue
             regimes = []
             for task, knob, idx in claim_sweeps:
+                design = designs[knob]
                 xs = [study.configs[k][claim.parameter] for k in idx]
-                moved = ", ".join(
-                    f"{q} x{_spread([study.configs[k][q] for k in idx]):.2f}" for q in COVARIATES
-                )
-                for label, kind in measures:
-                    row = 0 if kind.startswith("min") else late
+                spreads = {q: _spread([study.configs[k][q] for k in idx]) for q in COVARIATES}
+                moved = ", ".join(f"{q} x{v:.2f}" for q, v in spreads.items())
+                confounded = [
+                    q for q, v in spreads.items() if q != claim.parameter and v >= MIN_SPREAD
+                ]
+                for prefix, label, kind, row in _regime_measures(study, knob, notion):
                     values = [study.stability[k][kind][row] for k in idx]
-                    name = f"{task}, {label}, swept {knob} (moved: {moved})"
-                    r = _claims.verdict(claim, xs, values, regime=name)
+                    name = f"{task}, {label}, swept {knob} ({design}; moved: {moved})"
+                    name = f"{prefix}: {name}" if prefix else name
+                    r = _claims.verdict(claim, xs, values, regime=name, design=design)
                     if _spread(xs) < MIN_SPREAD:
                         r = dataclasses.replace(
                             r,
                             verdict="inconclusive",
                             regime=f"{name}; {claim.parameter} spans only "
                             f"x{_spread(xs):.2f} < x{MIN_SPREAD}",
+                        )
+                    elif design == "observational" and confounded:
+                        r = dataclasses.replace(
+                            r,
+                            verdict="inconclusive",
+                            regime=f"{name}; confounded: "
+                            + ", ".join(f"{q} moves x{spreads[q]:.2f}" for q in confounded)
+                            + f" >= x{MIN_SPREAD}",
                         )
                     regimes.append(r)
             if regimes:
