@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,7 +87,12 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"process {jax.process_index()}: {executor.computed} chunks computed")
         return 0
     replicates = {k: s.replicates for k, s in specs.items() if hasattr(s, "replicates")}
-    report = write_report(results, out, environment=engine.environment(replicates))
+    report = write_report(
+        results,
+        out,
+        environment=engine.environment(replicates),
+        workers=min(4, os.cpu_count() or 1),
+    )
     runtime = time.perf_counter() - start
     timings = {
         "runtime_s": runtime,

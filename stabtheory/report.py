@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
+import multiprocessing
 import os
+import pickle
 import platform
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +96,63 @@ def headline(checks: list[dict]) -> dict:
     }
 
 
-def save_figure(fig, out: Path, name: str) -> str:
-    """Lay out, write and close a figure; return its file name."""
+#: Where :func:`save_figure` sends figures while :func:`write_report` renders them in worker
+#: processes: ``(pool, futures)``; ``None`` renders in this process.
+_RENDERING: contextvars.ContextVar = contextvars.ContextVar("stabtheory_rendering", default=None)
+
+_DPI = 110
+
+
+def _render(payload: bytes, path: str) -> str:
+    """Lay out and write a pickled figure (in a worker process)."""
+    fig = pickle.loads(payload)
     fig.tight_layout()
-    fig.savefig(out / name, dpi=110)
+    fig.savefig(path, dpi=_DPI)
     plt.close(fig)
+    return path
+
+
+def _init_worker() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+@contextlib.contextmanager
+def _figure_workers(workers: int) -> Iterator[None]:
+    """Render the figures saved inside the block in ``workers`` spawned processes (laying out
+    and rasterising a figure is most of the report's time); wait for all of them on exit."""
+    if workers <= 1:
+        yield
+        return
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that runs JAX threads
+    futures: list[Future] = []
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+        token = _RENDERING.set((pool, futures))
+        try:
+            yield
+        finally:
+            _RENDERING.reset(token)
+        for f in futures:
+            f.result()  # re-raises a worker's error
+
+
+def save_figure(fig, out: Path, name: str) -> str:
+    """Lay out, write and close a figure; return its file name.
+
+    Inside :func:`write_report` with several workers, the figure is pickled and handed to a
+    worker process, which lays it out and writes it; the file exists once the report does.
+    """
+    rendering = _RENDERING.get()
+    if rendering is None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=_DPI)
+        plt.close(fig)
+        return name
+    pool, futures = rendering
+    payload = pickle.dumps(fig)
+    plt.close(fig)
+    futures.append(pool.submit(_render, payload, str(out / name)))
     return name
 
 
@@ -218,17 +275,25 @@ def _markdown(report: dict, figures: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(studies: Mapping[str, Any], out: Path, *, environment: dict | None = None) -> dict:
+def write_report(
+    studies: Mapping[str, Any],
+    out: Path,
+    *,
+    environment: dict | None = None,
+    workers: int = 1,
+) -> dict:
     """Write ``report.json``, ``report.md`` and the figures into ``out``; return the report.
 
     The report files are written last, each atomically (temporary file, then rename), so a
-    ``report.json`` exists only when the whole report was written.
+    ``report.json`` exists only when the whole report was written. ``workers > 1`` renders
+    the figures in that many spawned processes (the same files, faster on several cores).
     """
     out.mkdir(parents=True, exist_ok=True)
     report = build_report(studies, environment=environment)
     figures = []
-    for name, study in studies.items():
-        figures += STUDIES[name].reporter().figures(study, out)
+    with _figure_workers(workers):
+        for name, study in studies.items():
+            figures += STUDIES[name].reporter().figures(study, out)
     report["figures"] = figures
     _atomic_write(out / "report.md", _markdown(report, figures))
     _atomic_write(out / "report.json", json.dumps(report, indent=1, allow_nan=False))

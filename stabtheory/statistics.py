@@ -29,7 +29,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import scipy.stats
 
 __all__ = [
     "SignTest",
@@ -407,6 +406,8 @@ def brown_forsythe(a, b) -> float:
 
     NaN when neither sample varies.
     """
+    import scipy.stats  # a second of import time: only the stabilizer study needs it
+
     a, b = np.asarray(a, float), np.asarray(b, float)
     if np.ptp(a) == 0 and np.ptp(b) == 0:
         return math.nan

@@ -162,3 +162,18 @@ def test_normalized_gd_runs_check_theorem_h3_and_inform_no_claim(study):
     # no GD sweep picks up an NGD run
     for claim_id in ("head.lr", "head.margin", "head.n"):
         assert not set(head_study.sweep(study, "planted", "exponential", claim_id)) & set(ngd)
+
+
+def test_figures_rendered_by_worker_processes_are_the_same_files(study, tmp_path):
+    from stabtheory.report import write_report
+    from stabtheory.simulations import engine
+
+    env = engine.environment({})
+    serial = write_report({"head": study}, tmp_path / "serial", environment=env)
+    pooled = write_report({"head": study}, tmp_path / "pooled", environment=env, workers=2)
+    assert serial == pooled
+    assert "rates_h1_h2_h3.png" in pooled["figures"]
+    for name in pooled["figures"]:
+        png = (tmp_path / "pooled" / name).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000
+        assert len(png) == pytest.approx(len((tmp_path / "serial" / name).read_bytes()), rel=0.05)
