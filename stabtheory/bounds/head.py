@@ -583,8 +583,10 @@ def check_h2(ev: HeadEvidence) -> BoundCheck:
     """Theorem H-2 (composed with Lemma H-2) per sample and checkpoint.
 
     The composed bound is at least ``D_i`` plus two rates that rarely fall below 1, so it is
-    often vacuous (>= 2, the largest possible direction change); ``head.H2m`` checks the
-    theorem's margin statement itself, which is not."""
+    often vacuous (>= 2, the largest possible direction change). ``head.H2m`` checks the
+    theorem's margin statement itself; at the study's t (<= 1e4) it is mostly vacuous too
+    (above gamma + R), since GD's margin rate is only logarithmic in t (docs/theory.md
+    section 3); ``head.H3`` is the rate that is informative at such t, for normalized GD."""
     assumptions, psi_S, psi_i = _h2_setting(ev)
     psi_ok = (psi_S > 0) & (psi_i > 0).all(axis=1)
     steps = ev.steps.astype(np.float64)
