@@ -184,7 +184,7 @@ def figures(ft: FineTuneStudy, out: Path) -> list[str]:
     late = len(spec.steps) - 1
     claim_sweeps = sweeps(ft)
     for notion, measures in MEASURES.items():
-        fig, axes = plt.subplots(1, 3, figsize=(15.6, 3.9))
+        fig, axes = plt.subplots(1, 3, figsize=(15.6, 6.2))
         for ax, (claim_id, parameter) in zip(
             axes,
             (("ft.n", "n"), ("ft.lipschitz", "rho"), ("ft.distance", "distance")),
@@ -210,6 +210,8 @@ def figures(ft: FineTuneStudy, out: Path) -> list[str]:
                 ax=ax,
                 title=claim_id,
             )
+            # up to 15 curves per panel: the legend goes below the axes, not over the data
+            ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
         fig.suptitle(
             f"Full fine-tuning: instability {notion} against the measured quantity "
             "of each claim (mean over i, 95% bootstrap interval)",
