@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 __all__ = [
+    "NOISE_TIE",
     "SignTest",
     "SweepStatistics",
     "as_draws",
@@ -93,7 +94,13 @@ def _ratio(num, den):
     return np.where((num < 0) | (den < 0), np.nan, r)
 
 
-def kendall_tau(x: Sequence[float], y) -> float | np.ndarray:
+#: Instabilities that differ by less than this, relative to the largest of their row, are
+#: tied in the claims' Kendall tau: float64 noise is not an order (e.g. a Taylor minimiser
+#: that is the same in theory for every configuration of a controlled sweep).
+NOISE_TIE = 1e-9
+
+
+def kendall_tau(x: Sequence[float], y, *, tie_tol: float = 0.0) -> float | np.ndarray:
     """Kendall's tau-b between two sequences (ties handled as in tau-b).
 
     .. math::
@@ -102,7 +109,8 @@ def kendall_tau(x: Sequence[float], y) -> float | np.ndarray:
 
     with ``n_0 - n_x`` the pairs not tied in ``x`` (0 when every pair is tied in either).
     ``y`` may be an array ``(..., len(x))`` (rows of values, e.g. bootstrap replicates or
-    data draws): then one tau per row is returned.
+    data draws): then one tau per row is returned. Two ``y`` values within ``tie_tol`` times
+    the largest ``|y|`` of their row count as tied (0: exact comparisons).
 
     Example:
       >>> kendall_tau([1, 2, 3], [3, 2, 1])
@@ -111,7 +119,9 @@ def kendall_tau(x: Sequence[float], y) -> float | np.ndarray:
     x, y = np.asarray(x, float), np.asarray(y, float)
     iu = np.triu_indices(len(x), 1)
     dx = np.sign(x[:, None] - x[None, :])[iu]
-    dy = np.sign(y[..., :, None] - y[..., None, :])[..., iu[0], iu[1]]
+    diff = (y[..., :, None] - y[..., None, :])[..., iu[0], iu[1]]
+    scale = np.max(np.abs(y), axis=-1, keepdims=True)
+    dy = np.where(np.abs(diff) > tie_tol * scale, np.sign(diff), 0.0)
     denom = np.sqrt(np.sum(dx != 0) * np.sum(dy != 0, axis=-1))
     num = np.sum(dx * dy, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -215,7 +225,7 @@ def per_draw_tau(parameter_values: Sequence[float], per_sample: Sequence[np.ndar
     if len({a.shape[0] for a in arrays}) != 1:
         return None
     means = np.stack([a.mean(axis=1) for a in arrays], axis=1)  # (draws, configs)
-    return np.atleast_1d(kendall_tau(parameter_values, means))
+    return np.atleast_1d(kendall_tau(parameter_values, means, tie_tol=NOISE_TIE))
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,8 +279,8 @@ def sweep_statistics(
     sign = sign_test(taus) if taus is not None else SignTest(math.nan, 0, 0, 0)
     return SweepStatistics(
         means=means,
-        tau=kendall_tau(parameter_values, means),
-        tau_ci=percentile_interval(kendall_tau(parameter_values, boot), level),
+        tau=kendall_tau(parameter_values, means, tie_tol=NOISE_TIE),
+        tau_ci=percentile_interval(kendall_tau(parameter_values, boot, tie_tol=NOISE_TIE), level),
         effect=effect_ratio(parameter_values, means),
         effect_ci=percentile_interval(effect_ratio(parameter_values, boot), level),
         sign=sign,

@@ -252,3 +252,16 @@ def test_stabilizer_verdicts_carry_the_same_entry_fields():
                 assert g["design"] == "controlled" and g["replicates"] == 200
                 assert g["statistic"]["tau"] is None and "p_value" in g["statistic"]
                 assert g["mechanism"]["verdict"] == "as predicted"
+
+
+def test_float64_noise_is_a_tie_not_an_order():
+    from stabtheory import statistics as S
+
+    same = 0.2831 * (1 + np.array([0.0, 3e-15, 7e-15]))  # equal in theory, rounding apart
+    assert S.kendall_tau([1, 2, 3], same) == 1.0  # exact comparison sees an order
+    assert S.kendall_tau([1, 2, 3], same, tie_tol=S.NOISE_TIE) == 0.0
+    st = S.sweep_statistics([1, 2, 3], [np.full((4, 5), v) for v in same])
+    assert st.tau == 0.0 and st.tau_ci == (0.0, 0.0)
+    # a real difference is still an order
+    real = np.array([1.0, 1.001, 1.002])
+    assert S.kendall_tau([1, 2, 3], real, tie_tol=S.NOISE_TIE) == 1.0
