@@ -16,6 +16,7 @@ import sympy as sp
 from helpers import assert_close_scaled, random_separable, tol
 from hypothesis import given, settings
 from hypothesis import strategies as st_
+from test_bounds import problems
 
 import stabtheory as st
 from stabtheory import heads
@@ -127,23 +128,17 @@ def test_zero_weight_samples_are_ignored_exactly():
     # moving the left-out point anywhere does not change the trajectory
     Z2 = Z.copy()
     Z2[4] = [-50.0, 30.0, 7.0]
-    a = jtrain(
-        jnp.asarray(Z),
-        jnp.asarray(s),
-        1.0,
-        jnp.zeros((1, 3)),
-        jnp.asarray([50]),
-        loss="exponential",
-        optimizer="ngd",
-    )
-    b = jtrain(
-        jnp.asarray(Z2),
-        jnp.asarray(s),
-        1.0,
-        jnp.zeros((1, 3)),
-        jnp.asarray([50]),
-        loss="exponential",
-        optimizer="ngd",
+    a, b = (
+        jtrain(
+            jnp.asarray(M),
+            jnp.asarray(s),
+            1.0,
+            jnp.zeros((1, 3)),
+            jnp.asarray([50]),
+            loss="exponential",
+            optimizer="ngd",
+        )
+        for M in (Z, Z2)
     )
     np.testing.assert_array_equal(np.asarray(a.w), np.asarray(b.w))
 
@@ -311,22 +306,6 @@ def test_h3m_decreases_in_t_and_gamma_by_sympy():
 
 # --------------------------------------------------------------------------------------------
 # Theorem H-3 on data
-
-
-def problems():
-    """Random planted-margin problems as in test_bounds.py: (n, d, gamma, radius, k, seed)."""
-    return st_.tuples(
-        st_.integers(6, 20),
-        st_.integers(2, 6),
-        st_.floats(0.05, 0.6),
-        st_.sampled_from([0.5, 1.0, 3.0]),
-        st_.integers(2, 6),
-        st_.integers(0, 10_000),
-    ).map(
-        lambda p: st.planted_margin(
-            p[0], p[1], p[2] * p[3], radius=p[3], n_support=min(p[4], p[1], p[0]), seed=p[5]
-        )
-    )
 
 
 H3_STEPS = [1, 3, 10, 100, 1000, 10_000, 30_000]

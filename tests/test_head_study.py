@@ -7,26 +7,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+import test_engine as engine_tests
 
 from stabtheory.simulations import head as head_study
 
-TINY = head_study.HeadStudySpec(
-    n=12,
-    d=3,
-    gamma=0.2,
-    t_max=300,
-    checkpoints=4,
-    lrs=(0.1, 0.9),
-    gammas=(0.2, 0.4),
-    ns=(6, 12),
-    losses=("exponential",),
-    early_t=10,
-    replicates=2,
-    family_n=12,
-    family_ns=(6, 12),
-    band_gammas=(0.2, 0.4),
-    digits_pairs=((5, 6), (0, 7)),
-)
+TINY = engine_tests.TINY  # the engine tests' small spec: every family, seconds to run
 
 
 @pytest.fixture(scope="module")

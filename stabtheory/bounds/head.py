@@ -469,6 +469,18 @@ def _margin_certificate(ev: HeadEvidence) -> Assumption:
     )
 
 
+def _step_size(ev: HeadEvidence, lr: float, name: str) -> Assumption:
+    """``eta R^2 <= 1`` (Theorems H-2 and H-3), worst over S and every S\\i."""
+    worst = lr * max(ev.radius, float(ev.radius_loo.max())) ** 2
+    return Assumption.measure(
+        "eta R^2 <= 1",
+        f"step size condition {name} <= 1 (worst over S and every S\\i)",
+        worst,
+        "<=",
+        1.0,
+    )
+
+
 def _nonzero(ev: HeadEvidence) -> Assumption:
     norms = np.linalg.norm(ev.w, axis=-1)
     return Assumption.measure(
@@ -557,13 +569,7 @@ def _h2_setting(ev: HeadEvidence):
             "==",
             1.0,
         ),
-        Assumption.measure(
-            "eta R^2 <= 1",
-            "step size condition eta_1 = eta R^2 <= 1 (worst over S and every S\\i)",
-            max(e1, float(e1_i.max())),
-            "<=",
-            1.0,
-        ),
+        _step_size(ev, lr, "eta_1 = eta R^2"),
         _separable(ev),
         _finite(ev),
         Assumption.measure(
@@ -640,8 +646,6 @@ def _h3_setting(ev: HeadEvidence):
         and cfg["heads"] == 1
         and cfg["init"] == "zero"
     )
-    e1 = lr * ev.radius**2
-    e1_i = lr * ev.radius_loo**2
     assumptions = [
         Assumption.measure(
             "exponential loss, NGD, 1 head, w(0)=0",
@@ -652,13 +656,7 @@ def _h3_setting(ev: HeadEvidence):
             "==",
             1.0,
         ),
-        Assumption.measure(
-            "eta R^2 <= 1",
-            "step size condition eta R^2 <= 1 (worst over S and every S\\i)",
-            max(e1, float(e1_i.max())),
-            "<=",
-            1.0,
-        ),
+        _step_size(ev, lr, "eta R^2"),
         _separable(ev),
         _finite(ev),
         Assumption.measure(
