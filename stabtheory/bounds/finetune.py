@@ -48,11 +48,15 @@ __all__ = [
     "FT2",
     "FT1c",
     "FTEvidence",
+    "FTProblem",
+    "FTReference",
     "check_ft1",
     "check_ft1c",
     "check_ft1l",
     "check_ft2",
     "ft_evidence",
+    "ft_evidence_batch",
+    "ft_reference",
 ]
 
 rho = sp.Symbol("rho_i", nonnegative=True)
@@ -232,12 +236,11 @@ class FTEvidence:
         raise ValueError(f"unknown kind {kind!r}")
 
 
-#: Traces of :func:`_evidence_program` (a test checks they do not grow with configs or draws).
+#: Traces of the evidence program (a test checks they do not grow with configs or draws).
 TRACES = {"count": 0}
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "real", "cg_tol", "maxiter", "batch_size"))
-def _evidence_program(
+def _evidence_one(
     apply,
     w0,
     X,
@@ -258,13 +261,12 @@ def _evidence_program(
     maxiter: int,
     batch_size: int | None,
 ) -> dict:
-    """Every array of :class:`FTEvidence`, as one compiled program per (apply, n, p, C, real).
+    """Every array of one :class:`FTEvidence` (pure; :func:`_evidence_program` vmaps it).
 
     The hyperparameters (``lam``, ``lr`` (NaN: ``lr_fraction / lambda_max``), the design's
     ``tilt``, ``shift``, ``scale``, ``xi``, ``v``) and the checkpoint values are traced, so
-    configurations of one size share the compilation. ``valid`` (n,) zeroes the weight of
-    padding samples in every mask (rows of padding samples repeat S and are dropped)."""
-    TRACES["count"] += 1
+    problems of one size share the compilation. ``valid`` (n,) zeroes the weight of padding
+    samples in every mask (rows of padding samples repeat S and are dropped)."""
     n = X.shape[0]
     tm0 = q.taylor_expand(apply, w0, X, y)
     tm, lam_c, a = q.apply_design(tm0, lam, tilt, shift, scale, xi, v)
@@ -317,6 +319,44 @@ def _evidence_program(
     return out
 
 
+@functools.partial(
+    jax.jit,
+    static_argnames=("apply", "real", "cg_tol", "maxiter", "batch_size", "vectorize", "mesh"),
+)
+def _evidence_program(apply, batch: dict, checkpoints, *, vectorize, mesh, **static) -> dict:
+    """:func:`_evidence_one` over a batch of problems (the leading axis of every array of
+    ``batch``; ``live`` 0 marks a placeholder), as one compiled program per (apply, batch,
+    n, p, C, real).
+
+    ``vectorize`` problems run at once (``jax.lax.map``; 1: one after another, ``None``:
+    all, ``jax.vmap``); with a ``mesh`` the batch is split over its devices
+    (``jax.shard_map``: every device maps over its own problems, no communication)."""
+    TRACES["count"] += 1
+
+    def local(b, c):
+        def one(x):
+            return _evidence_one(apply, **x, checkpoints=c, **static)
+
+        def live_or_skip(x):  # filler problems are skipped (computed, then dropped, in a vmap)
+            x = dict(x)
+            live = x.pop("live")
+            shapes = jax.eval_shape(one, x)
+            zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+            return jax.lax.cond(live > 0, one, lambda _: zeros, x)
+
+        if vectorize is None:
+            return jax.vmap(live_or_skip)(b)
+        return jax.lax.map(live_or_skip, b, batch_size=None if vectorize == 1 else vectorize)
+
+    if mesh is None:
+        return local(batch, checkpoints)
+    spec = jax.sharding.PartitionSpec(mesh.axis_names[0])
+    none = jax.sharding.PartitionSpec()
+    # check_vma=False: no collectives inside, and the placeholders' zeros are not "varying"
+    split = jax.shard_map(local, mesh=mesh, in_specs=(spec, none), out_specs=spec, check_vma=False)
+    return split(batch, checkpoints)
+
+
 def _own_grads(tm: q.TaylorModel, W: jax.Array) -> jax.Array:
     """``grad lhat_i(W[i])`` for every i (W: (n, p)) -> (n, p)."""
     return tm.grads + q.sample_hvp(tm, W - tm.w0)
@@ -329,6 +369,174 @@ def _own_losses(tm: q.TaylorModel, W: jax.Array) -> jax.Array:
     Hd = q.sample_hvp(tm, D)
     own = tm.loss0 + jnp.sum(tm.grads * D, axis=1) + 0.5 * jnp.sum(Hd * D, axis=1)
     return jnp.stack([lq_S, own])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FTProblem:
+    """One fine-tuning problem for :func:`ft_evidence_batch` (the arguments of
+    :func:`ft_evidence`, whose docstring describes them)."""
+
+    params: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    lam: float = 0.05
+    lr: float | None = None
+    lr_fraction: float = 0.9
+    design: q.FTDesign | None = None
+    info: dict | None = None
+
+
+def _problem_arrays(problem: FTProblem, size: int) -> dict:
+    """The host arrays of one problem, padded to ``size`` samples of weight zero."""
+    from stabtheory.data import validate
+
+    X, y = validate(problem.X, problem.y)
+    design = problem.design or q.FTDesign()
+    w0 = np.asarray(problem.params, np.float64)
+    n, p = X.shape[0], w0.shape[0]
+    if size < n:
+        raise ValueError(f"pad_to must be at least n = {n}, got {size}.")
+    xi, v = design.directions(n, p)
+    lr = np.nan if problem.lr is None else problem.lr
+    return {
+        "w0": w0,
+        "X": np.concatenate([np.asarray(X, np.float64), np.zeros((size - n, X.shape[1]))]),
+        "y": np.concatenate([np.asarray(y, np.float64), np.ones(size - n)]),
+        "lam": np.float64(problem.lam),
+        "lr": np.float64(lr),
+        "lr_fraction": np.float64(problem.lr_fraction),
+        "tilt": np.float64(design.tilt),
+        "shift": np.float64(design.shift),
+        "scale": np.float64(design.scale),
+        "xi": np.concatenate([xi, np.zeros((size - n, p))]),
+        "v": v,
+        "valid": (np.arange(size) < n).astype(np.float64),
+    }
+
+
+def _evidence_from(arrays: dict, problem: FTProblem, steps: np.ndarray) -> FTEvidence:
+    """The :class:`FTEvidence` of one problem from its slice of the program's output (host
+    arrays), with the padding samples dropped."""
+    design = problem.design or q.FTDesign()
+    n = int(np.asarray(problem.X).shape[0])
+    get = {k: np.asarray(a) for k, a in arrays.items() if k != "tm"}
+    # masks S, S\\1..S\\n and samples 1..n (a no-op without padding)
+    for key in ("w_min", "cg_residual", "lam_min", "lam_max", "w_gd", "w_real"):
+        if key in get:
+            get[key] = get[key][: n + 1]
+    for key in ("beta_i", "rho", "rho_loo", "deviation"):
+        get[key] = get[key][:n]
+    get["min_losses"] = get["min_losses"][:, :n]
+    for key in ("real_losses", "quad_losses"):
+        if key in get:
+            get[key] = get[key][: n + 1, :, :n]
+    tm = arrays["tm"]
+    tm = tm._replace(**{f: getattr(tm, f)[:n] for f in ("loss0", "grads", "jac", "curv", "X", "y")})
+    config = {
+        "n": n,
+        "p": int(get["w_min"].shape[-1]),
+        "lam": float(get["lam"]),
+        "lr": float(get["lr"]),
+        "curvature": "ggn",
+        "tilt": float(design.tilt),
+        "shift": float(design.shift),
+        "scale": float(design.scale),
+        **(problem.info or {}),
+    }
+    return FTEvidence(
+        jax.tree.map(jnp.asarray, tm),
+        get["w_min"],
+        get["cg_residual"],
+        get["lam_min"],
+        get["lam_max"],
+        get["beta_i"],
+        get["rho"],
+        get["rho_loo"],
+        np.asarray(steps),
+        get["w_gd"],
+        get.get("w_real"),
+        get.get("real_losses"),
+        get.get("quad_losses"),
+        config,
+        deviation=get["deviation"],
+        min_losses=get["min_losses"],
+        design=design,
+    )
+
+
+def ft_evidence_batch(
+    apply,
+    problems,
+    *,
+    steps=(1, 10, 100, 1000),
+    real: bool = True,
+    cg_tol: float = 1e-12,
+    batch_size: int | None = None,
+    pad_to: int | None = None,
+    capacity: int | None = None,
+    vectorize: int | str | None = "auto",
+    mesh: jax.sharding.Mesh | None = None,
+) -> list[FTEvidence]:
+    """:func:`ft_evidence` for many problems of one network at once: one vmapped program.
+
+    Args:
+      apply: ``apply(w, x) -> logit`` shared by the problems (same parameter count p).
+      problems: a sequence of :class:`FTProblem`.
+      steps, real, cg_tol, batch_size: as in :func:`ft_evidence`, shared.
+      pad_to: the common sample size (>= every problem's n; default the largest n): smaller
+        problems are padded with samples of weight zero.
+      capacity: the batch size of the compiled program (>= ``len(problems)``; default
+        ``len(problems)``): the batch is filled up with placeholders (skipped when problems
+        run one after another, computed and dropped in a vmap), so that batches of
+        different lengths share one compilation.
+      vectorize: how many problems run at once inside the program: 1 runs them one after
+        another (each as the single-problem program: the fastest on a CPU, where a vmapped
+        batch is about 30% slower per problem), ``None`` all at once (``jax.vmap``, for a
+        GPU or TPU), ``k`` in groups of k. ``"auto"``: 1 on the CPU backend, else ``None``.
+      mesh: a one-axis :class:`jax.sharding.Mesh`: the batch (filled up to a multiple of its
+        size) is split over its devices, each mapping over its own problems. With
+        ``vectorize=1`` a problem's results do not depend on the batch it runs in nor on
+        the number of devices.
+
+    Returns:
+      One :class:`FTEvidence` per problem, in order, each as :func:`ft_evidence` returns it
+      (up to rounding).
+    """
+    problems = list(problems)
+    if not problems:
+        return []
+    size = max(int(np.asarray(p.X).shape[0]) for p in problems)
+    size = size if pad_to is None else int(pad_to)
+    capacity = len(problems) if capacity is None else int(capacity)
+    if capacity < len(problems):
+        raise ValueError(f"capacity {capacity} < {len(problems)} problems.")
+    if vectorize == "auto":
+        vectorize = 1 if jax.default_backend() == "cpu" else None
+    if mesh is not None:
+        capacity += (-capacity) % mesh.size
+    rows = [{**_problem_arrays(p, size), "live": np.int32(1)} for p in problems]
+    rows += [{**rows[-1], "live": np.int32(0)}] * (capacity - len(rows))
+    batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    if mesh is not None:
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names[0]))
+        batch = jax.device_put(batch, sharding)
+    p = int(rows[0]["w0"].shape[0])
+    arrays = _evidence_program(
+        apply,
+        batch,
+        jnp.asarray(np.asarray(steps, dtype=np.int64)),
+        vectorize=vectorize,
+        mesh=mesh,
+        real=bool(real),
+        cg_tol=float(cg_tol),
+        maxiter=10 * p,
+        batch_size=batch_size,
+    )
+    arrays = jax.device_get(arrays)
+    return [
+        _evidence_from(jax.tree.map(lambda a, j=j: a[j], arrays), problem, steps)
+        for j, problem in enumerate(problems)
+    ]
 
 
 def ft_evidence(
@@ -351,7 +559,8 @@ def ft_evidence(
     """Expand, solve and train everything the FT checks need, for S and every S\\i.
 
     One compiled program per (``apply``, n, p, number of checkpoints, ``real``): sweeping
-    ``lam``, ``lr``, the design or the checkpoint values never recompiles.
+    ``lam``, ``lr``, the design or the checkpoint values never recompiles. Many problems
+    run as one vmapped program with :func:`ft_evidence_batch`.
 
     Args:
       apply: ``apply(w, x) -> logit``, ``w`` a flat (p,) vector.
@@ -374,85 +583,106 @@ def ft_evidence(
       pad_to: run the compiled program of this sample size (>= n), padding with samples of
         weight zero in every mask, so that several sizes share one compilation; the
         results are those of the unpadded problem (up to rounding).
+      info: extra entries of ``config``.
+    """
+    problem = FTProblem(params, X, y, lam, lr, lr_fraction, design, info)
+    return ft_evidence_batch(
+        apply,
+        [problem],
+        steps=steps,
+        real=real,
+        cg_tol=cg_tol,
+        batch_size=batch_size,
+        pad_to=pad_to,
+    )[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class FTReference:
+    """The plain problem's optimum and fine-tuned weights, the reference of the controlled
+    designs that are set in units of a base problem (:func:`ft_reference`).
+
+    Attributes:
+      w0: (p,) the pre-trained weights.
+      w_min: (p,) the Taylor-model minimiser ``w_S``.
+      rho: (n,) ``||grad lhat_i(w_S)||``.
+      w_real: (p,) the real network after GD on S to the last checkpoint, with the step
+        :func:`ft_evidence` takes (``lr_fraction / lambda_max``).
+    """
+
+    w0: np.ndarray
+    w_min: np.ndarray
+    rho: np.ndarray
+    w_real: np.ndarray
+
+    @property
+    def distance(self) -> float:
+        """``||w_S - w0||``."""
+        return float(np.linalg.norm(self.w_min - self.w0))
+
+    @property
+    def direction(self) -> np.ndarray:
+        """``(w_S - w0) / ||w_S - w0||``."""
+        d = self.w_min - self.w0
+        return d / np.linalg.norm(d)
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "cg_tol", "maxiter"))
+def _reference_program(apply, w0, X, y, lam, lr_fraction, last, *, cg_tol, maxiter):
+    from stabtheory.finetune import finetune_runs
+
+    TRACES["count"] += 1
+    tm = q.taylor_expand(apply, w0, X, y)
+    weights = _heads.loo_weights(X.shape[0])
+    lr = lr_fraction / jnp.max(q.extreme_eigenvalues(tm, weights, lam)[1])
+    w_S = q.minimizers(tm, weights[:1], lam, tol=cg_tol, maxiter=maxiter)[0]
+    rho = jnp.linalg.norm(q.quadratic_grads(tm, w_S[None])[0], axis=1)
+    w_real = finetune_runs(apply, w0, X, y, weights[:1], lr[None], lam, last[None])
+    return w_S, rho, w_real[0, 0]
+
+
+def ft_reference(
+    apply,
+    params,
+    X,
+    y,
+    *,
+    lam: float = 0.05,
+    lr_fraction: float = 0.9,
+    steps=(1, 10, 100, 1000),
+    cg_tol: float = 1e-12,
+) -> FTReference:
+    """What :func:`ft_evidence` of the plain problem gives on the full set S alone (up to
+    rounding): the Taylor minimiser ``w_S``, every ``rho_i`` and the real network after
+    ``steps[-1]`` GD steps. A design set relative to a base problem (a tilt in units of the
+    median ``rho_i``, a shift in units of ``||w_S - w0||`` along ``w_S - w0``, a start
+    ``w0 + alpha (w_real - w0)``) needs only these, at a fraction of the cost.
+
+    Example:
+      >>> from stabtheory.finetune import make_testbed
+      >>> bed = make_testbed(n=8, pretrain_steps=0)
+      >>> ref = ft_reference(bed.apply, bed.w0, bed.X, bed.y, steps=(1, 10))
+      >>> ref.rho.shape, ref.distance > 0
+      ((8,), True)
     """
     from stabtheory.data import validate
 
     X, y = validate(X, y)
-    design = design or q.FTDesign()
-    w0 = jnp.asarray(params, jnp.float64)
-    n, p = X.shape[0], w0.shape[0]
-    xi, v = design.directions(n, p)
-    size = n if pad_to is None else int(pad_to)
-    if size < n:
-        raise ValueError(f"pad_to must be at least n = {n}, got {pad_to}.")
-    X = np.concatenate([np.asarray(X, np.float64), np.zeros((size - n, X.shape[1]))])
-    y = np.concatenate([np.asarray(y, np.float64), np.ones(size - n)])
-    xi = np.concatenate([xi, np.zeros((size - n, p))])
-    arrays = _evidence_program(
-        apply,
-        w0,
-        jnp.asarray(X),
-        jnp.asarray(y),
-        jnp.asarray(lam, jnp.float64),
-        jnp.asarray(np.nan if lr is None else lr, jnp.float64),
-        jnp.asarray(lr_fraction, jnp.float64),
-        jnp.asarray(design.tilt, jnp.float64),
-        jnp.asarray(design.shift, jnp.float64),
-        jnp.asarray(design.scale, jnp.float64),
-        xi,
-        v,
-        jnp.asarray(np.arange(size) < n, jnp.float64),
-        jnp.asarray(np.asarray(steps, dtype=np.int64)),
-        real=bool(real),
-        cg_tol=float(cg_tol),
-        maxiter=10 * p,
-        batch_size=batch_size,
-    )
-    arrays = jax.device_get(arrays)
-    get = {k: np.asarray(a) for k, a in arrays.items() if k != "tm"}
-    if size > n:  # drop the padding: masks S, S\\1..S\\n and samples 1..n
-        for key in ("w_min", "cg_residual", "lam_min", "lam_max", "w_gd", "w_real"):
-            if key in get:
-                get[key] = get[key][: n + 1]
-        for key in ("beta_i", "rho", "rho_loo", "deviation"):
-            get[key] = get[key][:n]
-        get["min_losses"] = get["min_losses"][:, :n]
-        for key in ("real_losses", "quad_losses"):
-            if key in get:
-                get[key] = get[key][: n + 1, :, :n]
-        arrays["tm"] = arrays["tm"]._replace(
-            **{f: getattr(arrays["tm"], f)[:n] for f in ("loss0", "grads", "jac", "curv", "X", "y")}
+    w0 = np.asarray(params, np.float64)
+    w_S, rho, w_real = jax.device_get(
+        _reference_program(
+            apply,
+            jnp.asarray(w0),
+            jnp.asarray(X, jnp.float64),
+            jnp.asarray(y, jnp.float64),
+            jnp.asarray(lam, jnp.float64),
+            jnp.asarray(lr_fraction, jnp.float64),
+            jnp.asarray(int(np.asarray(steps)[-1])),
+            cg_tol=float(cg_tol),
+            maxiter=10 * w0.shape[0],
         )
-    config = {
-        "n": n,
-        "p": int(p),
-        "lam": float(arrays["lam"]),
-        "lr": float(arrays["lr"]),
-        "curvature": "ggn",
-        "tilt": float(design.tilt),
-        "shift": float(design.shift),
-        "scale": float(design.scale),
-        **(info or {}),
-    }
-    return FTEvidence(
-        jax.tree.map(jnp.asarray, arrays["tm"]),
-        get["w_min"],
-        get["cg_residual"],
-        get["lam_min"],
-        get["lam_max"],
-        get["beta_i"],
-        get["rho"],
-        get["rho_loo"],
-        np.asarray(steps),
-        get["w_gd"],
-        get.get("w_real"),
-        get.get("real_losses"),
-        get.get("quad_losses"),
-        config,
-        deviation=get["deviation"],
-        min_losses=get["min_losses"],
-        design=design,
     )
+    return FTReference(w0, np.asarray(w_S), np.asarray(rho), np.asarray(w_real))
 
 
 def _common(ev: FTEvidence) -> list[Assumption]:

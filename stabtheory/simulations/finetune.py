@@ -1,9 +1,11 @@
 """The full fine-tuning study of ``stabtheory verify``: Theorems FT-1, FT-1c, FT-1L, FT-2 and
 the ``ft.*`` claims, on the Taylor model and on the real network.
 
-For every configuration, S and all n sets S\\i are solved (CG, vmapped over masks) and trained
-(GD on the quadratic and on the real network, vmapped over masks) from the pre-trained
-weights, in one compiled program per sample size (:func:`~stabtheory.bounds.finetune.ft_evidence`).
+For every configuration and draw, S and all n sets S\\i are solved (CG, vmapped over masks)
+and trained (GD on the quadratic and on the real network, vmapped over masks) from the
+pre-trained weights. The (configuration, draw) items of one task and padded sample size run
+as one program vmapped over them too (:func:`~stabtheory.bounds.finetune.ft_evidence_batch`,
+in chunks of at most ``max_runs`` runs), so a study compiles one program per (task, size).
 Sweeps, one at a time around a base configuration, on each testbed:
 
 * observational (natural knobs): ``n``; ``input_scale`` (moves ``rho``); ``pretrain_steps``
@@ -25,7 +27,6 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-import jax.numpy as jnp
 import numpy as np
 
 from stabtheory import claims as _claims
@@ -129,6 +130,8 @@ class FineTuneStudySpec:
     early_step: int = 10
     replicates: int = 5
     seed: int = 0
+    #: training runs (``n + 1`` per configuration and draw) per chunk: one vmapped program
+    max_runs: int = 1024
 
     def base(self, task: str) -> FTConfig:
         """The base configuration of ``task`` (the centre of every one-at-a-time sweep)."""
@@ -183,88 +186,132 @@ class FineTuneStudy(Study):
     spec: FineTuneStudySpec
 
 
-def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
-    """Every configuration of one (task, draw), in plan order (the base one first).
+def padded_size(spec: FineTuneStudySpec, n: int) -> int:
+    """The sample size a configuration of size ``n`` runs at: the base ``n`` for sizes up to
+    it, the largest swept size above it (padding samples have weight zero)."""
+    return min(size for size in (spec.n, max((*spec.ns, spec.n))) if size >= n)
 
-    One testbed per pre-training length (``input_scale`` multiplies its inputs), and at most
-    two compiled evidence programs per task: sizes up to the base ``n`` are padded to it
-    (samples of weight zero), larger ones to the largest ``n``; the configurations only
-    change traced arguments."""
+
+def _needs_reference(cfg: FTConfig) -> bool:
+    return cfg.alpha > 0 or cfg.tilt > 0 or cfg.shift > 0
+
+
+def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
+    """Every (configuration, draw) item of one chunk as one vmapped evidence program.
+
+    One testbed per (draw, pre-training length) (``input_scale`` multiplies its inputs);
+    configurations set in units of their draw's base (``alpha``, ``tilt``, ``shift``) take
+    the base's optimum from :func:`~stabtheory.bounds.finetune.ft_reference`. Every item
+    is padded to the chunk's sample size and the batch to its capacity, so a (task, size)
+    group compiles once whatever the plan and the number of draws."""
     from stabtheory import finetune, quadratic
 
+    task, size, capacity = chunk.group
     n_max = max((*spec.ns, spec.n))
-    beds: dict[int, finetune.Testbed] = {}
-    base_ev = None
-    results = []
-    for cfg, draw in chunk.items:
-        seed = engine.draw_seed(spec.seed, draw)
-        if cfg.pretrain_steps not in beds:
-            beds[cfg.pretrain_steps] = finetune.make_testbed(
-                cfg.task, n=n_max, pretrain_steps=cfg.pretrain_steps, seed=seed, init_seed=seed
+    beds: dict[tuple[int, int], finetune.Testbed] = {}
+    refs: dict[int, _ft.FTReference] = {}
+
+    def bed_of(cfg: FTConfig, draw: int) -> finetune.Testbed:
+        key = (draw, cfg.pretrain_steps)
+        if key not in beds:
+            seed = engine.draw_seed(spec.seed, draw)
+            beds[key] = finetune.make_testbed(
+                task, n=n_max, pretrain_steps=cfg.pretrain_steps, seed=seed, init_seed=seed
             )
-        bed = beds[cfg.pretrain_steps]
+        return beds[key]
+
+    problems = []
+    for cfg, draw in chunk.items:
+        bed = bed_of(cfg, draw)
         X, y = cfg.input_scale * bed.X[: cfg.n], bed.y[: cfg.n]
-        w0 = jnp.asarray(bed.w0)
-        design = quadratic.FTDesign(scale=cfg.scale, seed=seed)
-        if cfg.alpha > 0 or cfg.tilt > 0 or cfg.shift > 0:
-            d_base = base_ev.w_min[0] - np.asarray(base_ev.tm.w0)
-            w0 = w0 + cfg.alpha * (jnp.asarray(base_ev.w_real[0, -1]) - w0)
+        w0 = np.asarray(bed.w0)
+        design = quadratic.FTDesign(scale=cfg.scale, seed=engine.draw_seed(spec.seed, draw))
+        if _needs_reference(cfg):
+            base = spec.base(task)
+            if draw not in refs:
+                base_bed = bed_of(base, draw)
+                refs[draw] = _ft.ft_reference(
+                    base_bed.apply,
+                    base_bed.w0,
+                    base_bed.X[: base.n],
+                    base_bed.y[: base.n],
+                    lam=base.lam,
+                    lr_fraction=base.lr_fraction,
+                    steps=spec.steps,
+                )
+            ref = refs[draw]
+            w0 = w0 + cfg.alpha * (ref.w_real - w0)
             design = dataclasses.replace(
                 design,
-                tilt=cfg.tilt * float(np.median(base_ev.rho)),
-                shift=cfg.shift * base_ev.distance,
-                v=d_base / np.linalg.norm(d_base),
+                tilt=cfg.tilt * float(np.median(ref.rho)),
+                shift=cfg.shift * ref.distance,
+                v=ref.direction,
             )
-        ev = _ft.ft_evidence(
-            bed.apply,
-            w0,
-            X,
-            y,
-            lam=cfg.lam,
-            lr_fraction=cfg.lr_fraction,
-            steps=spec.steps,
-            design=design,
-            pad_to=min(size for size in (spec.n, n_max) if size >= cfg.n),
-            info={
-                "task": cfg.task,
-                "input_scale": cfg.input_scale,
-                "pretrain_steps": cfg.pretrain_steps,
-                "alpha": cfg.alpha,
-                "lr_fraction": cfg.lr_fraction,
-            },
-        )
-        if cfg == spec.base(cfg.task):
-            base_ev = ev
-        gd = _ft.check_ft2(ev, "gd.weights")
-        real = _ft.check_ft2(ev, "real.weights")
-        raw = gd.bound  # the FT-2 bound (same quantities) beside the real network's LOO
-        # only where FT-2 applies to the Taylor model (its bound is NaN elsewhere): else None
-        ok = gd.applicable_at
-        over = real.empirical[ok] > raw[ok] + gd.tol * np.maximum(1, raw[ok])
-        measured = {
-            **{key: ev.config[key] for key in ("p", "lr")},
-            "rho": float(ev.rho.max()),
-            "distance": ev.distance,
-            "Lam": float(ev.Lam.min()),
-            "beta": float(ev.beta_i.max()),
-            "taylor_departure": _ft.real_departure(ev),
-            "loss_gap": _ft.loss_gap(ev),
-            "real_exceeds_ft2": int(np.sum(over)) if ok.any() else None,
+        info = {
+            "task": task,
+            "input_scale": cfg.input_scale,
+            "pretrain_steps": cfg.pretrain_steps,
+            "alpha": cfg.alpha,
+            "lr_fraction": cfg.lr_fraction,
         }
-        checks = (_ft.check_ft1(ev), _ft.check_ft1c(ev), _ft.check_ft1l(ev), gd, real)
-        stability = {kind: ev.empirical(kind) for _, kinds in MEASURES.items() for _, kind in kinds}
-        results.append(DrawResult(cfg, draw, measured, checks, stability))
-    return results
+        problems.append(
+            _ft.FTProblem(w0, X, y, cfg.lam, None, cfg.lr_fraction, design=design, info=info)
+        )
+    evidence = _ft.ft_evidence_batch(
+        beds[next(iter(beds))].apply,
+        problems,
+        steps=spec.steps,
+        pad_to=size,
+        capacity=capacity,
+        mesh=engine.item_mesh(),
+    )
+    return [
+        _draw_result(cfg, draw, ev) for (cfg, draw), ev in zip(chunk.items, evidence, strict=True)
+    ]
+
+
+def _draw_result(cfg: FTConfig, draw: int, ev: _ft.FTEvidence) -> DrawResult:
+    """The checks, measured quantities and instabilities of one (configuration, draw)."""
+    gd = _ft.check_ft2(ev, "gd.weights")
+    real = _ft.check_ft2(ev, "real.weights")
+    raw = gd.bound  # the FT-2 bound (same quantities) beside the real network's LOO
+    # only where FT-2 applies to the Taylor model (its bound is NaN elsewhere): else None
+    ok = gd.applicable_at
+    over = real.empirical[ok] > raw[ok] + gd.tol * np.maximum(1, raw[ok])
+    measured = {
+        **{key: ev.config[key] for key in ("p", "lr")},
+        "rho": float(ev.rho.max()),
+        "distance": ev.distance,
+        "Lam": float(ev.Lam.min()),
+        "beta": float(ev.beta_i.max()),
+        "taylor_departure": _ft.real_departure(ev),
+        "loss_gap": _ft.loss_gap(ev),
+        "real_exceeds_ft2": int(np.sum(over)) if ok.any() else None,
+    }
+    checks = (_ft.check_ft1(ev), _ft.check_ft1c(ev), _ft.check_ft1l(ev), gd, real)
+    stability = {kind: ev.empirical(kind) for _, kinds in MEASURES.items() for _, kind in kinds}
+    return DrawResult(cfg, draw, measured, checks, stability)
 
 
 def chunks(spec: FineTuneStudySpec) -> list[engine.Chunk]:
-    """One chunk per (task, draw): the task's configurations in plan order."""
-    plan = spec.plan()
-    return [
-        engine.Chunk("finetune", (task,), tuple((c, r) for c in plan if c.task == task), spec)
-        for r in range(spec.replicates)
-        for task in spec.tasks
-    ]
+    """The (configuration, draw) items grouped by (task, padded size), draw after draw, in
+    chunks of at most ``max_runs`` training runs (``n + 1`` per item).
+
+    Every chunk of a group has the same capacity (the program fills the last one up with
+    placeholders), so a group compiles once whatever the plan and the number of draws."""
+    groups: dict[tuple[str, int], list] = {}
+    for task in spec.tasks:
+        configs = [c for c in spec.plan() if c.task == task]
+        for r in range(spec.replicates):
+            for cfg in configs:
+                groups.setdefault((task, padded_size(spec, cfg.n)), []).append((cfg, r))
+    out = []
+    for (task, size), members in groups.items():
+        per = max(1, spec.max_runs // (size + 1))
+        for c in range(0, len(members), per):
+            part = tuple(members[c : c + per])
+            out.append(engine.Chunk("finetune", (task, size, per), part, spec))
+    return out
 
 
 def _merge_measured(members: list[DrawResult]) -> dict:
@@ -302,7 +349,7 @@ def run_finetune_study(
     results = executor.run(
         chunks(spec),
         lambda c: _compute(spec, c),
-        label=lambda c: f"FT {c.group[0]} draw {c.items[0][1]}: {len(c.items)} configs",
+        label=lambda c: f"FT {c.group[0]} n<={c.group[1]}: {len(c.items)} configs x draws",
     )
     by_config = draws_by_config(results)
     study = FineTuneStudy(spec)
