@@ -56,6 +56,8 @@ import optax
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
+from stabtheory.heads import run_checkpoints
+
 __all__ = [
     "ACTIVATIONS",
     "Classifier",
@@ -1142,11 +1144,12 @@ def finetune(
     .. math::
         w_{t+1} = w_t - \eta\, \nabla F_s(w_t), \qquad w_0 = \text{w0},
 
-    snapshot ``c`` is ``w_{checkpoints[c]}``. A ``lax.scan`` runs over the checkpoint
-    increments with a ``fori_loop`` inside, so the checkpoint values, ``lr``, ``lam`` and the
-    mask are traced: sweeping them never recompiles. (The traced loop bound makes it a
-    ``while`` loop: forward-mode differentiation through ``finetune`` works, reverse mode
-    does not; :func:`gd_step` is differentiable either way.) Pure: no jit inside.
+    snapshot ``c`` is ``w_{checkpoints[c]}`` (:func:`stabtheory.heads.run_checkpoints`).
+    ``lr``, ``lam`` and the mask are traced; so are the checkpoint values when given as an
+    array: sweeping them never recompiles. (The traced loop bound makes it a ``while`` loop:
+    forward-mode differentiation through ``finetune`` works, reverse mode does not;
+    :func:`gd_step` is differentiable either way.) Checkpoints given as a tuple of ints are
+    static: fixed-length loops, which XLA optimises better on a GPU. Pure: no jit inside.
 
     Args:
       apply: ``apply(w, x) -> logit`` for one input (static).
@@ -1156,7 +1159,8 @@ def finetune(
         mask with ``s_i = 0`` (so it averages over ``n - 1``).
       lr: step size.
       lam: pull strength, >= 0.
-      checkpoints: non-decreasing step counts (C,), integer; 0 is ``w0``.
+      checkpoints: non-decreasing step counts (C,), integer; 0 is ``w0``. A ``jax.Array``
+        is traced; a tuple (or NumPy array) of ints is static.
       return_loss: also return the data term (:func:`data_term`: the weighted mean
         logistic loss, without the pull) at each snapshot.
       linear, scale: the per-sample linear terms (n, p) and the loss scale of a controlled
@@ -1176,21 +1180,15 @@ def finetune(
     X, y = jnp.asarray(X, F64), jnp.asarray(y, F64)
     sample_weights = jnp.asarray(sample_weights, F64)
     lr, lam = jnp.asarray(lr, F64), jnp.asarray(lam, F64)
-    checkpoints = jnp.asarray(checkpoints)
-    increments = jnp.diff(checkpoints, prepend=jnp.zeros((1,), checkpoints.dtype))
-
     kw = {"linear": linear, "scale": scale}
 
     def body(_, w):
         return gd_step(apply, w, w0, X, y, sample_weights, lr, lam, **kw)
 
-    def segment(w, inc):
-        w = jax.lax.fori_loop(0, inc, body, w)
-        out = (w, data_term(apply, w, w0, X, y, sample_weights, **kw)) if return_loss else w
-        return w, out
+    def snapshot(w):
+        return (w, data_term(apply, w, w0, X, y, sample_weights, **kw)) if return_loss else w
 
-    _, out = jax.lax.scan(segment, w0, increments)
-    return out
+    return run_checkpoints(body, w0, checkpoints, snapshot)[1]
 
 
 def finetune_runs(

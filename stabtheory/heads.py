@@ -63,6 +63,7 @@ __all__ = [
     "normalized_weights",
     "optimizer_transform",
     "replace_one_weights",
+    "run_checkpoints",
     "static_checkpoints",
     "step",
     "train",
@@ -393,6 +394,34 @@ def train(
         return state.w, log_f, state.dloss_max
 
     state = init(w0, optimizer=optimizer)
+    if _is_static(checkpoints):
+        cps = jnp.asarray(static_checkpoints(checkpoints), dtype=int)
+    else:
+        cps = jnp.asarray(checkpoints)
+    _, (ws, log_f, dmax) = run_checkpoints(body, state, checkpoints, snapshot)
+    return Trajectory(cps, ws, log_f, dmax)
+
+
+def run_checkpoints(body, state, checkpoints, snapshot):
+    """Run ``state = body(t, state)`` up to every checkpoint; the snapshots stacked.
+
+    ``checkpoints`` static (a tuple or NumPy array of Python ints, :func:`_is_static`):
+    fixed-length loops between checkpoints (scans of fixed length, which XLA optimises on
+    GPU); a ``jax.Array``: a ``lax.scan`` over the increments with a ``fori_loop`` inside
+    (a traced trip count, a ``while`` loop), so that the checkpoint values are traced.
+    Both give the same states.
+
+    Returns:
+      ``(final state, snapshots)``, every leaf of ``snapshot(state)`` with a leading (C,)
+      axis.
+
+    Example:
+      >>> body = lambda t, x: x + 1.0
+      >>> run_checkpoints(body, 0.0, (0, 2, 5), lambda x: x)[1].tolist()
+      [0.0, 2.0, 5.0]
+      >>> run_checkpoints(body, 0.0, jnp.array([0, 2, 5]), lambda x: x)[1].tolist()
+      [0.0, 2.0, 5.0]
+    """
     if not _is_static(checkpoints):
         checkpoints = jnp.asarray(checkpoints)
         increments = jnp.diff(checkpoints, prepend=jnp.zeros((1,), checkpoints.dtype))
@@ -401,12 +430,10 @@ def train(
             state = jax.lax.fori_loop(0, inc, body, state)  # traced trip count: a while loop
             return state, snapshot(state)
 
-        _, (ws, log_f, dmax) = jax.lax.scan(segment, state, increments)
-        return Trajectory(checkpoints, ws, log_f, dmax)
+        return jax.lax.scan(segment, state, increments)
 
-    cps = static_checkpoints(checkpoints)
     parts = []
-    for inc, count in _increment_runs(cps):
+    for inc, count in _increment_runs(static_checkpoints(checkpoints)):
 
         def fixed_segment(state, _, inc=inc):
             # Python-int bounds: a scan of fixed length ``inc``.
@@ -415,12 +442,10 @@ def train(
 
         state, part = jax.lax.scan(fixed_segment, state, None, length=count)
         parts.append(part)
-    if parts:
-        ws, log_f, dmax = (jnp.concatenate(p) for p in zip(*parts, strict=True))
-    else:  # no checkpoints
-        ws = jnp.zeros((0, *w0.shape), Z.dtype)
-        log_f = dmax = jnp.zeros((0,), Z.dtype)
-    return Trajectory(jnp.asarray(cps, dtype=int), ws, log_f, dmax)
+    if not parts:  # no checkpoints
+        empty = jax.eval_shape(snapshot, state)
+        return state, jax.tree.map(lambda a: jnp.zeros((0, *a.shape), a.dtype), empty)
+    return state, jax.tree.map(lambda *p: jnp.concatenate(p), *parts)
 
 
 def train_runs(

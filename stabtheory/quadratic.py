@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stabtheory.heads import run_checkpoints
+
 __all__ = [
     "FTDesign",
     "TaylorModel",
@@ -201,10 +203,9 @@ def gd_path(
     """GD on the quadratic ``F_s`` from ``w0`` for every mask; snapshots (masks, C, p).
 
     ``w_{t+1} = w_t - lr (gbar_s + (A_s - lam I)(w_t - w0) + lam (w_t - w0))``; checkpoint values
-    are traced (a while loop between consecutive ones).
+    given as an array are traced (a while loop between consecutive ones), a tuple of ints is
+    static (fixed-length loops; :func:`stabtheory.heads.run_checkpoints`).
     """
-    checkpoints = jnp.asarray(checkpoints)
-    incs = jnp.diff(checkpoints, prepend=jnp.zeros((1,), checkpoints.dtype))
 
     def one(s):
         A = operator(tm, s, lam, curvature=curvature, apply=apply)
@@ -213,11 +214,7 @@ def gd_path(
         def body(_, w):
             return w - lr * (gbar + A(w - tm.w0))
 
-        def seg(w, inc):
-            w = jax.lax.fori_loop(0, inc, body, w)
-            return w, w
-
-        return jax.lax.scan(seg, tm.w0, incs)[1]
+        return run_checkpoints(body, tm.w0, checkpoints, lambda w: w)[1]
 
     return jax.vmap(one)(weights)
 

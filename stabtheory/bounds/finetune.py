@@ -321,19 +321,34 @@ def _evidence_one(
 
 @functools.partial(
     jax.jit,
-    static_argnames=("apply", "real", "cg_tol", "maxiter", "batch_size", "vectorize", "mesh"),
+    static_argnames=(
+        "apply",
+        "real",
+        "cg_tol",
+        "maxiter",
+        "batch_size",
+        "vectorize",
+        "mesh",
+        "static_steps",
+    ),
 )
-def _evidence_program(apply, batch: dict, checkpoints, *, vectorize, mesh, **static) -> dict:
+def _evidence_program(
+    apply, batch: dict, checkpoints, *, vectorize, mesh, static_steps, **static
+) -> dict:
     """:func:`_evidence_one` over a batch of problems (the leading axis of every array of
     ``batch``; ``live`` 0 marks a placeholder), as one compiled program per (apply, batch,
     n, p, C, real).
 
     ``vectorize`` problems run at once (``jax.lax.map``; 1: one after another, ``None``:
     all, ``jax.vmap``); with a ``mesh`` the batch is split over its devices
-    (``jax.shard_map``: every device maps over its own problems, no communication)."""
+    (``jax.shard_map``: every device maps over its own problems, no communication).
+    ``static_steps``: the checkpoints as a tuple of ints, or ``None`` (the traced
+    ``checkpoints``)."""
     TRACES["count"] += 1
 
     def local(b, c):
+        c = c if static_steps is None else static_steps
+
         def one(x):
             return _evidence_one(apply, **x, checkpoints=c, **static)
 
@@ -476,6 +491,7 @@ def ft_evidence_batch(
     capacity: int | None = None,
     vectorize: int | str | None = "auto",
     mesh: jax.sharding.Mesh | None = None,
+    static_steps: bool = False,
 ) -> list[FTEvidence]:
     """:func:`ft_evidence` for many problems of one network at once: one vmapped program.
 
@@ -497,6 +513,9 @@ def ft_evidence_batch(
         size) is split over its devices, each mapping over its own problems. With
         ``vectorize=1`` a problem's results do not depend on the batch it runs in nor on
         the number of devices.
+      static_steps: compile the checkpoint values into the program (fixed-length loops
+        between them, which XLA optimises better on a GPU; a new compilation per ``steps``)
+        instead of tracing them.
 
     Returns:
       One :class:`FTEvidence` per problem, in order, each as :func:`ft_evidence` returns it
@@ -527,6 +546,7 @@ def ft_evidence_batch(
         jnp.asarray(np.asarray(steps, dtype=np.int64)),
         vectorize=vectorize,
         mesh=mesh,
+        static_steps=_heads.static_checkpoints(steps) if static_steps else None,
         real=bool(real),
         cg_tol=float(cg_tol),
         maxiter=10 * p,

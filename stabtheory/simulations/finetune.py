@@ -27,6 +27,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+import jax
 import numpy as np
 
 from stabtheory import claims as _claims
@@ -264,6 +265,9 @@ def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
         pad_to=size,
         capacity=capacity,
         mesh=engine.item_mesh(),
+        # fixed-length loops on accelerators; on the CPU they only compile longer (the
+        # default study took 175 s against 138 s with traced checkpoints, measured)
+        static_steps=jax.default_backend() != "cpu",
     )
     return [
         _draw_result(cfg, draw, ev) for (cfg, draw), ev in zip(chunk.items, evidence, strict=True)
