@@ -159,3 +159,60 @@ def test_study_chunks_cover_every_item_once_with_one_capacity_per_group():
         )
     assert all(len(v) == 1 for v in capacity.values())
     assert set(capacity) == {(t, s) for t in spec.tasks for s in (spec.n, max(spec.ns))}
+
+
+def test_static_checkpoints_give_the_traced_results(bed):
+    """``static_steps=True`` compiles fixed-length loops (for accelerators): same states."""
+    traced, static = (
+        ft.ft_evidence_batch(bed.apply, problems(bed)[:2], steps=STEPS, static_steps=flag)
+        for flag in (False, True)
+    )
+    for a, b in zip(traced, static, strict=True):
+        assert_same(a, b, rtol=1e-13, atol=1e-13)
+
+
+_STUDY = textwrap.dedent(
+    """
+    import dataclasses, pickle, sys
+    import numpy as np
+    import stabtheory
+    from stabtheory.simulations import finetune as study
+
+    spec = dataclasses.replace(
+        study.FineTuneStudySpec.quick(), n=8, ns=(6, 8), pretrain_sweep=(0, 50),
+        pretrain_steps=50, input_scales=(1.0,), interpolation=(0.0, 0.5), tilts=(4.0,),
+        shifts=(1.0,), scales=(), steps=(1, 10), replicates=2, max_runs=40,
+    )
+    result = study.run_finetune_study(spec)
+    rows = [
+        (repr(it.config), it.draw, it.measured, {k: np.asarray(v) for k, v in it.stability.items()})
+        for it in result.items
+    ]
+    pickle.dump(rows, open(sys.argv[1], "wb"))
+    """
+)
+
+
+@pytest.mark.slow
+def test_study_results_do_not_depend_on_the_number_of_host_devices(tmp_path):
+    """The fine-tuning study on 1 and on 4 host devices: bit-identical per-draw results."""
+    script = tmp_path / "study.py"
+    script.write_text(_STUDY)
+    rows = {}
+    for devices in (1, 4):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        out = tmp_path / f"d{devices}.pkl"
+        subprocess.run([sys.executable, str(script), str(out)], env=env, check=True, timeout=900)
+        rows[devices] = _load(out)
+    assert len(rows[1]) == len(rows[4]) > 0
+    for a, b in zip(rows[1], rows[4], strict=True):
+        assert a[:3] == b[:3]
+        assert a[3].keys() == b[3].keys()
+        assert all(np.array_equal(a[3][k], b[3][k]) for k in a[3])
+
+
+def _load(path):
+    import pickle
+
+    with open(path, "rb") as f:
+        return pickle.load(f)
