@@ -405,7 +405,9 @@ def train(
 def run_checkpoints(body, state, checkpoints, snapshot):
     """Run ``state = body(t, state)`` up to every checkpoint; the snapshots stacked.
 
-    ``checkpoints`` static (a tuple or NumPy array of Python ints, :func:`_is_static`):
+    ``t`` counts the steps within a segment between two checkpoints (from 0 each time), not
+    the absolute step. ``checkpoints`` static (a tuple, list or NumPy array of Python ints,
+    :func:`_is_static`; under ``jax.jit`` only when marked static):
     fixed-length loops between checkpoints (scans of fixed length, which XLA optimises on
     GPU); a ``jax.Array``: a ``lax.scan`` over the increments with a ``fori_loop`` inside
     (a traced trip count, a ``while`` loop), so that the checkpoint values are traced.

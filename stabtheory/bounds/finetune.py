@@ -261,7 +261,8 @@ def _evidence_one(
     maxiter: int,
     batch_size: int | None,
 ) -> dict:
-    """Every array of one :class:`FTEvidence` (pure; :func:`_evidence_program` vmaps it).
+    """Every array of one :class:`FTEvidence` (pure; :func:`_evidence_program` maps it over a
+    batch).
 
     The hyperparameters (``lam``, ``lr`` (NaN: ``lr_fraction / lambda_max``), the design's
     ``tilt``, ``shift``, ``scale``, ``xi``, ``v``) and the checkpoint values are traced, so
@@ -272,7 +273,7 @@ def _evidence_one(
     tm, lam_c, a = q.apply_design(tm0, lam, tilt, shift, scale, xi, v)
     weights = _heads.loo_weights(n) * valid
     lam_min, lam_max = q.extreme_eigenvalues(tm, weights, lam_c)
-    lr = jnp.where(jnp.isnan(lr), lr_fraction / jnp.max(lam_max), lr / scale)
+    lr = jnp.where(jnp.isnan(lr), _default_lr(lam_max, lr_fraction), lr / scale)
     w_min = q.minimizers(tm, weights, lam_c, tol=cg_tol, maxiter=maxiter)
     gbar = weights @ tm.grads / weights.sum(axis=1, keepdims=True)
     resid = jax.vmap(
@@ -370,6 +371,11 @@ def _evidence_program(
     # check_vma=False: no collectives inside, and the placeholders' zeros are not "varying"
     split = jax.shard_map(local, mesh=mesh, in_specs=(spec, none), out_specs=spec, check_vma=False)
     return split(batch, checkpoints)
+
+
+def _default_lr(lam_max: jax.Array, lr_fraction) -> jax.Array:
+    """The default GD step: ``lr_fraction / lambda_max``, the largest over S and every S\\i."""
+    return lr_fraction / jnp.max(lam_max)
 
 
 def _own_grads(tm: q.TaylorModel, W: jax.Array) -> jax.Array:
@@ -493,7 +499,7 @@ def ft_evidence_batch(
     mesh: jax.sharding.Mesh | None = None,
     static_steps: bool = False,
 ) -> list[FTEvidence]:
-    """:func:`ft_evidence` for many problems of one network at once: one vmapped program.
+    """:func:`ft_evidence` for many problems of one network at once: one compiled program.
 
     Args:
       apply: ``apply(w, x) -> logit`` shared by the problems (same parameter count p).
@@ -510,9 +516,10 @@ def ft_evidence_batch(
         batch is about 30% slower per problem), ``None`` all at once (``jax.vmap``, for a
         GPU or TPU), ``k`` in groups of k. ``"auto"``: 1 on the CPU backend, else ``None``.
       mesh: a one-axis :class:`jax.sharding.Mesh`: the batch (filled up to a multiple of its
-        size) is split over its devices, each mapping over its own problems. With
-        ``vectorize=1`` a problem's results do not depend on the batch it runs in nor on
-        the number of devices.
+        size) is split over its devices, each mapping over its own problems; the results
+        equal the single-device ones up to rounding (about 1e-13 measured on host
+        devices). On one device with ``vectorize=1`` a problem's results do not depend on
+        the batch it runs in (its other problems, their order, the capacity).
       static_steps: compile the checkpoint values into the program (fixed-length loops
         between them, which XLA optimises better on a GPU; a new compilation per ``steps``)
         instead of tracing them.
@@ -580,7 +587,7 @@ def ft_evidence(
 
     One compiled program per (``apply``, n, p, number of checkpoints, ``real``): sweeping
     ``lam``, ``lr``, the design or the checkpoint values never recompiles. Many problems
-    run as one vmapped program with :func:`ft_evidence_batch`.
+    run as one compiled program with :func:`ft_evidence_batch`.
 
     Args:
       apply: ``apply(w, x) -> logit``, ``w`` a flat (p,) vector.
@@ -617,7 +624,7 @@ def ft_evidence(
     )[0]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class FTReference:
     """The plain problem's optimum and fine-tuned weights, the reference of the controlled
     designs that are set in units of a base problem (:func:`ft_reference`).
@@ -654,7 +661,7 @@ def _reference_program(apply, w0, X, y, lam, lr_fraction, last, *, cg_tol, maxit
     TRACES["count"] += 1
     tm = q.taylor_expand(apply, w0, X, y)
     weights = _heads.loo_weights(X.shape[0])
-    lr = lr_fraction / jnp.max(q.extreme_eigenvalues(tm, weights, lam)[1])
+    lr = _default_lr(q.extreme_eigenvalues(tm, weights, lam)[1], lr_fraction)
     w_S = q.minimizers(tm, weights[:1], lam, tol=cg_tol, maxiter=maxiter)[0]
     rho = jnp.linalg.norm(q.quadratic_grads(tm, w_S[None])[0], axis=1)
     w_real = finetune_runs(apply, w0, X, y, weights[:1], lr[None], lam, last[None])
@@ -688,6 +695,8 @@ def ft_reference(
     from stabtheory.data import validate
 
     X, y = validate(X, y)
+    if len(steps) == 0:
+        raise ValueError("steps must name at least one checkpoint.")
     w0 = np.asarray(params, np.float64)
     w_S, rho, w_real = jax.device_get(
         _reference_program(

@@ -19,8 +19,9 @@ program. :class:`Executor` computes each chunk once:
   and a ``NamedSharding``, padding the axis to a multiple of the device count; a study whose
   items hold data-dependent loops (the fine-tuning study's conjugate gradients) splits them
   with ``jax.shard_map`` over the same mesh instead, each device looping over its own items
-  (on accelerators only, :func:`item_mesh`). Results do not depend on the number of devices
-  (tested with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``).
+  (on accelerators only, :func:`item_mesh`). On the CPU, results do not depend on the number
+  of devices (tested with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``); split over
+  accelerators, the fine-tuning study's may differ in the last bits.
 * **Processes.** Under JAX's multi-controller runtime (``jax.distributed.initialize``, see
   ``stabtheory verify --num-processes``), process ``p`` of ``P`` computes the chunks whose index
   is ``p`` modulo ``P`` into the shared output directory, then waits for the other processes'

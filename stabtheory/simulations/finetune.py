@@ -4,8 +4,9 @@ the ``ft.*`` claims, on the Taylor model and on the real network.
 For every configuration and draw, S and all n sets S\\i are solved (CG, vmapped over masks)
 and trained (GD on the quadratic and on the real network, vmapped over masks) from the
 pre-trained weights. The (configuration, draw) items of one task and padded sample size run
-as one program vmapped over them too (:func:`~stabtheory.bounds.finetune.ft_evidence_batch`,
-in chunks of at most ``max_runs`` runs), so a study compiles one program per (task, size).
+as one program (:func:`~stabtheory.bounds.finetune.ft_evidence_batch`: a loop over them on
+the CPU, a vmap on accelerators), in chunks of one capacity (``max_runs``), so a study
+compiles one program per (task, size).
 Sweeps, one at a time around a base configuration, on each testbed:
 
 * observational (natural knobs): ``n``; ``input_scale`` (moves ``rho``); ``pretrain_steps``
@@ -131,7 +132,8 @@ class FineTuneStudySpec:
     early_step: int = 10
     replicates: int = 5
     seed: int = 0
-    #: training runs (``n + 1`` per configuration and draw) per chunk: one vmapped program
+    #: training runs per chunk (``size + 1`` per (configuration, draw) at its padded size;
+    #: at least one item): a chunk is one compiled program
     max_runs: int = 1024
 
     def base(self, task: str) -> FTConfig:
@@ -140,7 +142,7 @@ class FineTuneStudySpec:
 
     def plan(self) -> list[FTConfig]:
         """The configurations: one-at-a-time sweeps around each task's base, no duplicates.
-        The base comes first in each task (the interpolation knob needs its optimum)."""
+        The base comes first in each task (the report's order)."""
         plan: list[FTConfig] = []
         for task in self.tasks:
             base = self.base(task)
@@ -198,7 +200,7 @@ def _needs_reference(cfg: FTConfig) -> bool:
 
 
 def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
-    """Every (configuration, draw) item of one chunk as one vmapped evidence program.
+    """Every (configuration, draw) item of one chunk as one compiled evidence program.
 
     One testbed per (draw, pre-training length) (``input_scale`` multiplies its inputs);
     configurations set in units of their draw's base (``alpha``, ``tilt``, ``shift``) take
@@ -241,7 +243,8 @@ def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
                     steps=spec.steps,
                 )
             ref = refs[draw]
-            w0 = w0 + cfg.alpha * (ref.w_real - w0)
+            if cfg.alpha:
+                w0 = w0 + cfg.alpha * (ref.w_real - w0)
             design = dataclasses.replace(
                 design,
                 tilt=cfg.tilt * float(np.median(ref.rho)),
@@ -299,10 +302,12 @@ def _draw_result(cfg: FTConfig, draw: int, ev: _ft.FTEvidence) -> DrawResult:
 
 def chunks(spec: FineTuneStudySpec) -> list[engine.Chunk]:
     """The (configuration, draw) items grouped by (task, padded size), draw after draw, in
-    chunks of at most ``max_runs`` training runs (``n + 1`` per item).
+    chunks of capacity ``max(1, max_runs // (size + 1))`` items.
 
     Every chunk of a group has the same capacity (the program fills the last one up with
-    placeholders), so a group compiles once whatever the plan and the number of draws."""
+    placeholders), so a group compiles once whatever the plan and the number of draws. The
+    price: placeholders that a vmap computes (on accelerators) and drops; on the CPU they
+    are skipped."""
     groups: dict[tuple[str, int], list] = {}
     for task in spec.tasks:
         configs = [c for c in spec.plan() if c.task == task]
@@ -353,7 +358,7 @@ def run_finetune_study(
     results = executor.run(
         chunks(spec),
         lambda c: _compute(spec, c),
-        label=lambda c: f"FT {c.group[0]} n<={c.group[1]}: {len(c.items)} configs x draws",
+        label=lambda c: f"FT {c.group[0]} n<={c.group[1]}: {len(c.items)} (config, draw) items",
     )
     by_config = draws_by_config(results)
     study = FineTuneStudy(spec)
