@@ -358,7 +358,7 @@ def run_finetune_study(
     results = executor.run(
         chunks(spec),
         lambda c: _compute(spec, c),
-        label=lambda c: f"FT {c.group[0]} n<={c.group[1]}: {len(c.items)} (config, draw) items",
+        label=lambda c: f"FT {c.group[0]} n<={c.group[1]}: {len(c.items)} config x draws",
     )
     by_config = draws_by_config(results)
     study = FineTuneStudy(spec)
