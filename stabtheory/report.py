@@ -103,12 +103,16 @@ _RENDERING: contextvars.ContextVar = contextvars.ContextVar("stabtheory_renderin
 _DPI = 110
 
 
-def _render(payload: bytes, path: str) -> str:
-    """Lay out and write a pickled figure (in a worker process)."""
-    fig = pickle.loads(payload)
+def _write(fig, path) -> None:
+    """Lay out, write and close a figure."""
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
     plt.close(fig)
+
+
+def _render(payload: bytes, path: str) -> str:
+    """Lay out and write a pickled figure (in a worker process)."""
+    _write(pickle.loads(payload), path)
     return path
 
 
@@ -145,9 +149,7 @@ def save_figure(fig, out: Path, name: str) -> str:
     """
     rendering = _RENDERING.get()
     if rendering is None:
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=_DPI)
-        plt.close(fig)
+        _write(fig, out / name)
         return name
     pool, futures = rendering
     payload = pickle.dumps(fig)

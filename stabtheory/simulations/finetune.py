@@ -136,6 +136,11 @@ class FineTuneStudySpec:
     #: at least one item): a chunk is one compiled program
     max_runs: int = 1024
 
+    @property
+    def n_max(self) -> int:
+        """The largest sample size of the plan (each testbed draws this many samples)."""
+        return max((*self.ns, self.n))
+
     def base(self, task: str) -> FTConfig:
         """The base configuration of ``task`` (the centre of every one-at-a-time sweep)."""
         return FTConfig(task, self.n, self.lam, 1.0, self.pretrain_steps, 0.0, self.lr_fraction)
@@ -192,7 +197,7 @@ class FineTuneStudy(Study):
 def padded_size(spec: FineTuneStudySpec, n: int) -> int:
     """The sample size a configuration of size ``n`` runs at: the base ``n`` for sizes up to
     it, the largest swept size above it (padding samples have weight zero)."""
-    return min(size for size in (spec.n, max((*spec.ns, spec.n))) if size >= n)
+    return min(size for size in (spec.n, spec.n_max) if size >= n)
 
 
 def _needs_reference(cfg: FTConfig) -> bool:
@@ -210,7 +215,6 @@ def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
     from stabtheory import finetune, quadratic
 
     task, size, capacity = chunk.group
-    n_max = max((*spec.ns, spec.n))
     beds: dict[tuple[int, int], finetune.Testbed] = {}
     refs: dict[int, _ft.FTReference] = {}
 
@@ -219,7 +223,7 @@ def _compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
         if key not in beds:
             seed = engine.draw_seed(spec.seed, draw)
             beds[key] = finetune.make_testbed(
-                task, n=n_max, pretrain_steps=cfg.pretrain_steps, seed=seed, init_seed=seed
+                task, n=spec.n_max, pretrain_steps=cfg.pretrain_steps, seed=seed, init_seed=seed
             )
         return beds[key]
 
