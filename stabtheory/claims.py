@@ -1,24 +1,11 @@
 """The paper's claims (docs/theory.md section 5) turned into verdicts from sweeps.
 
-A claim says that stability improves when a parameter moves one way: e.g. ``head.margin``,
-"a larger margin gives more stability", predicts that the *instability* (the mean
-leave-one-out value of a notion) decreases as the margin grows. :func:`verdict` judges one
-regime (loss, early or late training, testbed, model) from the per-sample instabilities of
-every configuration of its sweep, over independent data draws
-(:func:`stabtheory.statistics.sweep_statistics`):
-
-* Kendall's tau-b between the parameter and the mean instability, with a hierarchical
-  bootstrap interval (draws resampled, then samples within each draw);
-* the effect ratio: mean instability at the largest parameter value / at the smallest, with
-  its interval from the same bootstrap replicates;
-* (reported beside them) the exact sign test on the per-draw taus.
-
-A regime is ``supported`` (``refuted``) when the tau interval lies strictly on the predicted
-(the other) side of 0 **and** the effect is non-negligible: ratio >= 1.1 or <= 1/1.1
-(``MIN_EFFECT``), its interval excluding 1, on the side of tau's sign; otherwise
-``inconclusive``. :func:`combine` turns the regimes of one claim and notion into its verdict;
-regimes of design ``"control"`` (e.g. planted data where the claim holds by construction)
-are reported but not counted, unless every regime is a control.
+A :class:`Claim` predicts the sign of d(instability)/d(parameter); :func:`verdict` judges one
+regime of a sweep from per-sample instabilities over independent data draws (Kendall's tau-b
+with a hierarchical bootstrap interval, and the effect ratio between the ends of the sweep,
+decided by :func:`decide`); :func:`combine` turns the regimes of one claim and notion into
+its :class:`Verdict` (regimes of design ``"control"`` are reported, not counted). The rule and
+its statistics are in docs/theory.md section 6.
 """
 
 from __future__ import annotations
@@ -29,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stabtheory.statistics import bootstrap_means, kendall_tau, sweep_statistics
+from stabtheory.statistics import sweep_statistics
 
 __all__ = [
     "DESIGNS",
@@ -39,9 +26,8 @@ __all__ = [
     "Claim",
     "RegimeVerdict",
     "Verdict",
-    "bootstrap_means",
     "combine",
-    "kendall_tau",
+    "decide",
     "verdict",
 ]
 

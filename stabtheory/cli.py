@@ -67,7 +67,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")  # files only; the library itself never switches the backend
     import stabtheory  # noqa: F401  (enables float64)
-    from stabtheory.report import write_report
+    from stabtheory.report.document import write_report
     from stabtheory.simulations import STUDIES, engine
 
     _distributed(args)
@@ -78,10 +78,10 @@ def _verify(args: argparse.Namespace) -> int:
     )
     results, specs, timings = {}, {}, {}
     for name in names:
-        entry = STUDIES[name]
-        specs[name] = entry.spec(quick=args.quick, replicates=args.replicates)
+        study = STUDIES[name]
+        specs[name] = study.spec(quick=args.quick, replicates=args.replicates)
         t0 = time.perf_counter()
-        results[name] = entry.run(specs[name], executor)
+        results[name] = study.run(specs[name], executor=executor)
         timings[name] = time.perf_counter() - t0
     if jax.process_index() != 0:  # process 0 writes the report
         print(f"process {jax.process_index()}: {executor.computed} chunks computed")
@@ -140,18 +140,24 @@ def main(argv=None) -> int:
         "--study",
         nargs="+",
         choices=(*STUDIES, "all"),
-        default=[name for name, e in STUDIES.items() if e.default],
+        default=[name for name, study in STUDIES.items() if study.default],
         help="studies to run: "
-        + "; ".join(f"{name}: {e.description}" for name, e in STUDIES.items())
+        + "; ".join(f"{name}: {study.description}" for name, study in STUDIES.items())
         + "; default: "
-        + " ".join(name for name, e in STUDIES.items() if e.default),
+        + " ".join(name for name, study in STUDIES.items() if study.default),
     )
+    draws = [
+        f"{name} {study.spec().replicates} (--quick: {study.spec(quick=True).replicates})"
+        for name, study in STUDIES.items()
+        if hasattr(study.spec_type, "replicates")
+    ]
     v.add_argument(
         "--replicates",
         type=int,
         default=None,
-        help="independent data draws per configuration (default: the study's own, "
-        "10 for head, 5 for finetune; --quick: 3 and 2)",
+        help="independent data draws per configuration (default: the study's own: "
+        + ", ".join(draws)
+        + ")",
     )
     dist = v.add_argument_group("several processes (JAX multi-controller runtime)")
     dist.add_argument("--coordinator", default=None, help="HOST:PORT of process 0")

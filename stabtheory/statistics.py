@@ -11,7 +11,8 @@ r"""The statistics every study's verdicts and figures use (docs/theory.md sectio
 * :func:`bootstrap_mean_ci`: the percentile interval of a mean over samples
   (:class:`stabtheory.stability.StabilityEstimate`).
 * Two-sample statistics of the stabilizer study: :func:`std_ratio`, :func:`bootstrap_ratio`,
-  :func:`mean_difference`, :func:`mean_ratio`, :func:`brown_forsythe`.
+  :func:`mean_difference`, :func:`mean_ratio`, :func:`brown_forsythe` (and
+  :func:`sample_std`).
 
 Every interval is a percentile interval (:func:`percentile_interval`).
 
@@ -46,6 +47,7 @@ __all__ = [
     "mean_ratio",
     "per_draw_tau",
     "percentile_interval",
+    "sample_std",
     "sign_test",
     "std_ratio",
     "sweep_statistics",
@@ -311,6 +313,16 @@ def bootstrap_mean_ci(
     return np.quantile(means, alpha, axis=-1), np.quantile(means, 1.0 - alpha, axis=-1)
 
 
+def sample_std(x, axis: int = -1) -> np.ndarray:
+    """The sample standard deviation (ddof 1) over ``axis`` (default: the last).
+
+    Example:
+      >>> float(sample_std(np.array([1.0, 3.0])))
+      1.4142135623730951
+    """
+    return np.std(x, axis=axis, ddof=1)
+
+
 def bootstrap_std_ci(
     values, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
@@ -323,7 +335,7 @@ def bootstrap_std_ci(
     """
     values = np.asarray(values, dtype=np.float64)
     idx = np.random.default_rng(seed).integers(0, values.shape[-1], size=(n_boot, values.shape[-1]))
-    return percentile_interval(_std(values[idx]), level)
+    return percentile_interval(sample_std(values[idx]), level)
 
 
 def bootstrap_ratio(
@@ -369,10 +381,6 @@ def bootstrap_ratio(
     return point, percentile_interval(ratio(replicates(a, ia), replicates(b, ib)), level)
 
 
-def _std(x: np.ndarray) -> np.ndarray:
-    return np.std(x, axis=-1, ddof=1)
-
-
 def _mean(x: np.ndarray) -> np.ndarray:
     return np.mean(x, axis=-1)
 
@@ -388,7 +396,7 @@ def std_ratio(
       (2.0, True)
     """
     a, b = np.asarray(a, float), np.asarray(b, float)
-    return bootstrap_ratio(_std, a, b, n_boot=n_boot, level=level, seed=seed)
+    return bootstrap_ratio(sample_std, a, b, n_boot=n_boot, level=level, seed=seed)
 
 
 def mean_ratio(

@@ -1,4 +1,4 @@
-"""Shared test helpers: tolerances by dtype and plain-numpy reference implementations.
+"""Shared test helpers: tolerances by dtype, plain-numpy references and small test problems.
 
 The references here are deliberately independent of stabtheory: plain numpy float64 loops,
 slicing instead of masks, and the textbook formulas for the losses. Tests compare the
@@ -188,3 +188,41 @@ def random_separable(n: int, d: int, seed: int, *, shift: float = 1.5):
     Z /= np.max(np.linalg.norm(Z, axis=1))  # R = 1
     X = y[:, None] * Z
     return X, y
+
+
+# --------------------------------------------------------------------------------------------
+# Small training problems and trajectory comparison (shared by the linear-head tests)
+
+
+def signed_points(n=12, d=4, seed=0):
+    """Signed points ``z_i = y_i x_i`` (n, d) of :func:`random_separable` data."""
+    X, y = random_separable(n, d, seed)
+    return y[:, None] * X
+
+
+def random_start(K, d, seed, scale=0.3):
+    """A random start of ``K`` heads, shape (K, d)."""
+    return scale * np.random.default_rng(seed).standard_normal((K, d))
+
+
+def runs_inputs(runs=5, n=8, d=3, K=2, seed=0):
+    """``(Z, masks, lrs, starts)`` of a small batch of runs (one sample dropped in run 1)."""
+    rng = np.random.default_rng(seed)
+    Z = signed_points(n, d, seed=seed)
+    s = rng.uniform(0.0, 1.0, (runs, n))
+    s[:, 0] = 1.0
+    s[1, 2] = 0.0
+    lr = rng.uniform(0.1, 1.5, runs)
+    w0 = 0.2 * rng.standard_normal((runs, K, d))
+    return Z, s, lr, w0
+
+
+def compare_trajectory(traj, ref, dtype=np.float64):
+    """Weights relative to their size at each checkpoint; log F absolutely (= F relatively)."""
+    ref_w = ref["w"]
+    scale = np.max(np.abs(ref_w), axis=(-2, -1), keepdims=True)
+    assert_close_scaled(traj.w, ref_w, dtype, scale=scale)
+    np.testing.assert_allclose(
+        np.asarray(traj.log_loss), ref["log_loss"], rtol=tol(dtype), atol=tol(dtype)
+    )
+    np.testing.assert_allclose(np.asarray(traj.dloss_max), ref["dloss_max"], rtol=tol(dtype))

@@ -22,7 +22,7 @@ def bed():
 def test_registry_and_signs():
     for tid in ("ft.FT1", "ft.FT1c", "ft.FT1L", "ft.FT2"):
         assert get(tid).latex()
-    assert ft.ft1_signs() == {"n": -1, "rho_i": 1, "d_S": 1, "Lambda_i": -1}
+    assert get("ft.FT1").facts()["signs"] == {"n": -1, "rho_i": 1, "d_S": 1, "Lambda_i": -1}
 
 
 def test_ft2_evaluation_matches_the_formula():
@@ -41,11 +41,12 @@ def test_ft_bounds_hold_on_the_taylor_model(bed, lam, lr_fraction, n):
     ev = ft.ft_evidence(bed.apply, bed.w0, X, y, lam=lam, steps=[1], real=False)
     lr = lr_fraction / float(ev.lam_max.max())
     ev = ft.ft_evidence(bed.apply, bed.w0, X, y, lam=lam, lr=lr, steps=[1, 5, 30, 200], real=True)
-    for chk in (ft.check_ft1(ev), ft.check_ft1c(ev), ft.check_ft1l(ev), ft.check_ft2(ev)):
+    for tid in ("ft.FT1", "ft.FT1c", "ft.FT1L", "ft.FT2"):
+        chk = get(tid).check(ev)
         assert chk.applicable and chk.holds, chk.summary()
     # FT-1c's exact numerator is never above FT-1
-    assert np.all(ft.check_ft1c(ev).bound <= ft.check_ft1(ev).bound * (1 + 1e-12))
-    real = ft.check_ft2(ev, "real.weights")
+    assert np.all(get("ft.FT1c").check(ev).bound <= get("ft.FT1").check(ev).bound * (1 + 1e-12))
+    real = get("ft.FT2").check(ev, "loo.weights (real)")
     assert not real.applicable and real.holds is None  # the theorem does not cover it
     assert ft.real_departure(ev) > 0
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from stabtheory.claims import HEAD_CLAIMS, RegimeVerdict, combine, kendall_tau, verdict
+from stabtheory.claims import HEAD_CLAIMS, RegimeVerdict, combine, verdict
+from stabtheory.statistics import kendall_tau
 
 
 @pytest.mark.parametrize("seed", range(5))

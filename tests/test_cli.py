@@ -6,10 +6,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from stabtheory import cli
-from stabtheory.bounds import head
+from stabtheory import claims, cli
+from stabtheory.bounds import REGISTRY
+from stabtheory.report.figures import plot_claim, save_figure
+from stabtheory.report.format import jsonable
+from stabtheory.simulations import (
+    STUDIES,
+    DrawResult,
+    Study,
+    StudyProtocol,
+    draws_by_config,
+    engine,
+    register_study,
+)
 from stabtheory.simulations import head as head_study
 
 TINY = head_study.HeadStudySpec(
@@ -118,12 +130,12 @@ def test_existing_report_needs_force(quick_report, capsys):
 
 
 def test_a_violation_exits_1_and_names_the_bound(tmp_path, monkeypatch, capsys):
-    def broken_h1(ev):
-        chk = original(ev)
+    def broken_h1(ev, notion):
+        chk = original.checker(ev, notion)
         return dataclasses.replace(chk, bound=chk.bound * 1e-6)
 
-    original = head.check_h1
-    monkeypatch.setattr(head, "check_h1", broken_h1)
+    original = REGISTRY["head.H1"]
+    monkeypatch.setitem(REGISTRY, "head.H1", dataclasses.replace(original, checker=broken_h1))
     monkeypatch.setattr(head_study.HeadStudySpec, "quick", classmethod(lambda cls: TINY))
     status = cli.main(
         ["verify", "--quick", "--study", "head", "--out", str(tmp_path), "--no-progress"]
@@ -136,19 +148,24 @@ def test_claim_plot_uses_a_log_axis_only_over_a_decade():
     import matplotlib
 
     matplotlib.use("Agg")
-    import numpy as np
-
-    from stabtheory.plotting import plot_claim
 
     values = [np.ones(5), 2 * np.ones(5)]
     assert plot_claim("t", {"a": ([1, 1000], values)}).get_xscale() == "log"
     assert plot_claim("n", {"a": ([16, 64], values)}).get_xscale() == "linear"
 
 
-def test_verify_stabilizers_study_reports_verdicts(tmp_path):
+@pytest.fixture(scope="module")
+def stabilizers_report(tmp_path_factory):
+    """``stabtheory verify --quick --study stabilizers`` (not a default study)."""
+    out = tmp_path_factory.mktemp("stabilizers")
     status = cli.main(
-        ["verify", "--quick", "--study", "stabilizers", "--out", str(tmp_path), "--no-progress"]
+        ["verify", "--quick", "--study", "stabilizers", "--out", str(out), "--no-progress"]
     )
+    return status, out
+
+
+def test_verify_stabilizers_study_reports_verdicts(stabilizers_report):
+    status, tmp_path = stabilizers_report
     assert status == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert {c["id"] for c in report["claims"]} == {"mmr", "mhloss", "surt"}
@@ -156,3 +173,123 @@ def test_verify_stabilizers_study_reports_verdicts(tmp_path):
     for c in report["claims"]:
         assert (tmp_path / c["figure"]).exists()
     assert "Stabilizers across seeds" in (tmp_path / "report.md").read_text()
+
+
+def test_every_registered_study_runs_its_quick_spec(quick_report, stabilizers_report):
+    """Conformance over the study registry, on the runs above: every registered study ran its
+    quick spec through the CLI and has its entry, claims and figures in a report."""
+    reports = [
+        json.loads((out / "report.json").read_text())
+        for out in (quick_report[1], stabilizers_report[1])
+    ]
+    ran = {name: entry for r in reports for name, entry in r["studies"].items()}
+    assert set(ran) == set(STUDIES)
+    for name, study in STUDIES.items():
+        assert ran[name]["spec"] == jsonable(dataclasses.asdict(study.spec(quick=True)))
+        assert study.name == name and study.description and study.spec_type
+    assert all(r["claims"] and r["figures"] for r in reports)
+
+
+@dataclasses.dataclass(frozen=True)
+class ToySpec:
+    """The toy study's spec: sample sizes and draws."""
+
+    sizes: tuple[int, ...] = (4, 8, 16)
+    replicates: int = 3
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> "ToySpec":
+        return cls(sizes=(4, 8), replicates=2)
+
+
+class ToyStudy(StudyProtocol):
+    """A study defined in this file alone: per-sample values that shrink with n."""
+
+    name = "toy"
+    description = "a toy study defined in the tests"
+    spec_type = ToySpec
+
+    def chunks(self, spec):
+        items = lambda n: tuple((n, r) for r in range(spec.replicates))  # noqa: E731
+        return [engine.Chunk(self.name, (n,), items(n), spec) for n in spec.sizes]
+
+    def compute(self, spec, chunk):
+        (n,) = chunk.group
+        return [
+            DrawResult(
+                n, r, {}, (), {"toy": np.random.default_rng([spec.seed, n, r]).random(n) / n}
+            )
+            for _, r in chunk.items
+        ]
+
+    def assemble(self, spec, results):
+        study = Study(spec)
+        for n, members in draws_by_config(results).items():
+            study.add_config({"n": n, "replicates": len(members)}, members)
+        return study
+
+    def judge(self, study):
+        claim = claims.Claim("toy.n", "toy: larger n gives more stability", "n", -1)
+        ns = [c["n"] for c in study.configs]
+        values = [study.stability[k]["toy"][0] for k in range(len(ns))]
+        regime = claims.verdict(claim, ns, values, regime="toy")
+        return [claims.combine(claim, "loo.toy", [regime], figure="toy.png")]
+
+    def section(self, study):
+        rows = [
+            {"n": c["n"], "mean": float(np.mean(study.stability[k]["toy"]))}
+            for k, c in enumerate(study.configs)
+        ]
+        return {
+            "checks": [],
+            "claims": list(study.verdicts),
+            "study": {"spec": dataclasses.asdict(study.spec)},
+            "extra": {"toy": rows},
+        }
+
+    def markdown(self, report):
+        return ["", "## Toy study", "", f"{len(report['toy'])} sizes."] if "toy" in report else []
+
+    def figures(self, study, out):
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots()
+        ns = [c["n"] for c in study.configs]
+        values = [study.stability[k]["toy"][0] for k in range(len(ns))]
+        plot_claim("n", {"toy": (ns, values)}, ax=ax, title="toy.n")
+        return [save_figure(fig, out, "toy.png")]
+
+
+@pytest.fixture
+def toy_study():
+    """The toy study registered for one test (no edit to the package)."""
+    study = register_study(ToyStudy())
+    yield study
+    del STUDIES[study.name]
+
+
+def test_a_registered_study_runs_end_to_end_through_the_cli(toy_study, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["verify", "--help"])
+    assert "toy: a toy study defined in the tests" in " ".join(capsys.readouterr().out.split())
+    argv = ["verify", "--quick", "--study", "toy", "--no-progress", "--out"]
+    assert cli.main([*argv, str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["studies"] == {"toy": {"spec": {"sizes": [4, 8], "replicates": 2, "seed": 0}}}
+    assert [(c["id"], c["figure"]) for c in report["claims"]] == [("toy.n", "toy.png")]
+    assert [r["n"] for r in report["toy"]] == [4, 8] and report["figures"] == ["toy.png"]
+    assert report["environment"]["replicates"] == {"toy": 2} and report["checks"] == []
+    assert (tmp_path / "toy.png").stat().st_size > 1000
+    assert "## Toy study" in (tmp_path / "report.md").read_text()
+    assert len(list((tmp_path / ".chunks" / "toy").glob("*.chunk"))) == 2
+    # a second run resumes from the persisted chunks and writes the same report
+    again = tmp_path / "again"
+    again.mkdir()
+    (tmp_path / ".chunks").rename(again / ".chunks")
+    assert cli.main([*argv, str(again)]) == 0
+    assert "2 chunks loaded" in capsys.readouterr().out
+    resumed = json.loads((again / "report.json").read_text())
+    assert {k: v for k, v in resumed.items() if k != "environment"} == {
+        k: v for k, v in report.items() if k != "environment"
+    }

@@ -1,4 +1,4 @@
-"""Tests of stabtheory.data: planted max margin, validation, reference datasets."""
+"""Tests of stabtheory.data: the Dataset container, planted max margin, the generators."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from scipy.optimize import nnls
 
 from stabtheory import data
 from stabtheory.errors import InvalidDataError
+from stabtheory.max_margin import max_margin
 
 TOL = tol(np.float64)
 
@@ -146,89 +147,6 @@ def test_subset_of_unknown_truth():
     assert sub.direction is None and sub.n == 2
 
 
-# --------------------------------------------------------------------------------------------
-# validate
-
-
-@pytest.mark.parametrize(
-    ("X", "y", "match"),
-    [
-        ([[1.0, np.nan], [0.0, 1.0]], [1, -1], r"1 NaN or infinite entries \(rows \[0\]\)"),
-        ([[1.0, 0.0], [np.inf, 1.0]], [1, -1], r"NaN or infinite entries \(rows \[1\]\)"),
-        ([[1.0, 0.0], [-np.inf, np.nan]], [1, -1], r"2 NaN or infinite entries"),
-        ([[1.0, 0.0], [0.0, 1.0]], [1, 2], r"labels must be in .*found \[1\.0, 2\.0\]"),
-        ([[1.0, 0.0], [0.0, 1.0]], [-1, 0], r"labels must be in .*found \[-1\.0, 0\.0\]"),
-        ([[1.0], [0.0], [2.0]], [0, 1, 2], "one-vs-rest"),
-        ([[1.0, 0.0], [0.0, 1.0]], [[1], [-1]], r"y must be a 1-D array .*\(2, 1\).*ravel"),
-        ([[1.0, 0.0], [0.0, 1.0]], 1, r"y must be a 1-D array"),
-        ([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [1, -1], r"X has 3 samples but y has 2 labels"),
-        ([1.0, 2.0, 3.0], [1, -1, 1], r"X must be a 2-D array .*\(3,\).*reshape"),
-        ([[[1.0]], [[2.0]]], [1, -1], r"X must be a 2-D array"),
-        ([[1.0, 0.0]], [1], r"at least 2 samples"),
-        (np.zeros((3, 0)), [1, -1, 1], r"no features"),
-        ([["a", "b"], ["c", "d"]], [1, -1], r"X could not be read as a float array"),
-        ([[1.0, 0.0], [0.0, 1.0]], ["yes", "no"], r"labels must be numbers"),
-    ],
-)
-def test_validate_errors(X, y, match):
-    with pytest.raises(InvalidDataError, match=match):
-        data.validate(X, y)
-
-
-def test_invalid_data_error_is_value_error():
-    with pytest.raises(ValueError):
-        data.validate([[np.nan, 1.0], [1.0, 1.0]], [1, -1])
-
-
-def test_validate_many_bad_rows_truncated():
-    X = np.full((10, 2), np.nan)
-    with pytest.raises(InvalidDataError, match=r"rows \[0, 1, 2, 3, 4\]\.\.\."):
-        data.validate(X, np.ones(10))
-
-
-@pytest.mark.parametrize(
-    ("y", "expected"),
-    [
-        ([0, 1, 1, 0], [-1.0, 1.0, 1.0, -1.0]),
-        ([0.0, 0.0, 0.0, 0.0], [-1.0, -1.0, -1.0, -1.0]),
-        ([True, False, True, True], [1.0, -1.0, 1.0, 1.0]),
-        ([-1, 1, 1, -1], [-1.0, 1.0, 1.0, -1.0]),
-        ([1, 1, 1, 1], [1.0, 1.0, 1.0, 1.0]),
-        (np.array([1.0, -1.0, -1.0, 1.0], dtype=np.float32), [1.0, -1.0, -1.0, 1.0]),
-    ],
-)
-def test_validate_labels(y, expected):
-    X_in = np.arange(8, dtype=np.int32).reshape(4, 2)
-    X, y_out = data.validate(X_in, y)
-    assert X.dtype == np.float64 and y_out.dtype == np.float64
-    np.testing.assert_array_equal(X, X_in.astype(np.float64))
-    np.testing.assert_array_equal(y_out, expected)
-
-
-@given(
-    n=st.integers(2, 12),
-    d=st.integers(1, 5),
-    labels01=st.booleans(),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_validate_roundtrip_property(n, d, labels01, seed):
-    rng = np.random.default_rng(seed)
-    X_in = rng.standard_normal((n, d)) * 10.0 ** rng.integers(-5, 6)
-    b = rng.integers(0, 2, n)
-    y_in = b if labels01 else 2 * b - 1
-    X, y = data.validate(X_in.tolist(), y_in.tolist())
-    np.testing.assert_array_equal(X, X_in)
-    np.testing.assert_array_equal(y, 2.0 * b - 1.0)
-    assert X.dtype == y.dtype == np.float64
-
-
-def test_validate_returns_copies():
-    X_in = np.ones((3, 2))
-    X, _ = data.validate(X_in, [1, -1, 1])
-    X[0, 0] = 5.0
-    assert X_in[0, 0] == 1.0
-
-
 def test_add_bias():
     X = np.array([[1.0, 2.0], [3.0, 4.0]])
     np.testing.assert_array_equal(data.add_bias(X), [[1.0, 2.0, 1.0], [3.0, 4.0, 1.0]])
@@ -321,7 +239,6 @@ def test_replacement_draws_unknown_truth_are_not_copies():
 
 @pytest.mark.parametrize(("n", "d", "margin"), [(20, 2, 0.3), (64, 8, 0.1), (100, 5, 0.05)])
 def test_separable_band_labels_and_certified_margin(n, d, margin):
-    from stabtheory.margin import max_margin
 
     ds = data.separable_band(n, d, margin, seed=3)
     assert ds.X.shape == (n, d) and set(np.unique(ds.y)) <= {-1.0, 1.0}
@@ -333,7 +250,6 @@ def test_separable_band_labels_and_certified_margin(n, d, margin):
 
 
 def test_separable_band_is_deterministic_and_nested_draws_move_the_support():
-    from stabtheory.margin import max_margin
 
     a, b = data.separable_band(64, 4, 0.1, seed=7), data.separable_band(64, 4, 0.1, seed=7)
     np.testing.assert_array_equal(a.X, b.X)
@@ -360,29 +276,3 @@ def test_separable_band_is_deterministic_and_nested_draws_move_the_support():
 def test_separable_band_rejects_bad_arguments(kwargs, match):
     with pytest.raises(InvalidDataError, match=match):
         data.separable_band(**kwargs)
-
-
-# --- the digits family: frozen encoder features -----------------------------------------------
-
-
-def test_digits_pair_features_are_separable_and_deterministic():
-    from stabtheory.margin import max_margin
-
-    ds = data.digits_pair_features((0, 7))
-    assert ds.X.shape[1] == data.DIGITS_ENCODER["features"] and ds.X.shape[0] > 200
-    np.testing.assert_allclose(ds.radius, 1.0, rtol=TOL)
-    assert set(np.unique(ds.y)) == {-1.0, 1.0}
-    assert ds.margin > 0 and np.min(signed(ds) @ ds.direction) >= ds.margin * (1 - 1e-9)
-    again = data.digits_pair_features((0, 7))
-    np.testing.assert_array_equal(ds.X, again.X)
-    np.testing.assert_array_equal(ds.y, again.y)
-    assert max_margin(ds.X[:32], ds.y[:32]).margin >= ds.margin * (1 - 1e-9)
-
-
-def test_digits_pair_features_refuse_bad_and_inseparable_pairs():
-    from stabtheory.errors import NotSeparableError
-
-    with pytest.raises(InvalidDataError, match="two different digits"):
-        data.digits_pair_features((3, 3))
-    with pytest.raises(NotSeparableError, match="Choose another pair"):
-        data.digits_pair_features((3, 8))

@@ -11,11 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
-from stabtheory.report import build_report
-from stabtheory.simulations import STUDIES, engine
+from stabtheory.data.families import FAMILIES
+from stabtheory.report.document import build_report
+from stabtheory.simulations import STUDIES, engine, register_study
 from stabtheory.simulations import head as head_study
 
 TINY = head_study.HeadStudySpec(
@@ -120,11 +122,42 @@ def test_head_study_resumes_to_the_same_report(tmp_path):
     assert json.dumps(_report(fresh)) == json.dumps(_report(resumed))
 
 
+class _TraceCounter:
+    """Counts the traces of a jitted function by name, from JAX's own monitoring events (a
+    trace is a compilation of a new program; a cache hit records none)."""
+
+    EVENT = "/jax/core/compile/jaxpr_trace_duration"
+
+    def __init__(self, fun_name: str):
+        self.fun_name, self.count = fun_name, 0
+
+    def __call__(self, event: str, duration: float, **kwargs) -> None:
+        if event == self.EVENT and kwargs.get("fun_name") == self.fun_name:
+            self.count += 1
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self)
+
+
+def test_trace_counter_sees_the_head_trainer_compile_once():
+    spec = dataclasses.replace(TINY, families=("planted",), ngd_gammas=(), ns=(12,))
+    spec = dataclasses.replace(spec, t_max=301)  # checkpoints no other test compiles
+    with _TraceCounter(head_study.train_items.__name__) as first:
+        head_study.run_head_study(spec)
+    with _TraceCounter(head_study.train_items.__name__) as again:
+        head_study.run_head_study(spec)
+    assert first.count == 1 and again.count == 0
+
+
 def test_head_study_compiles_one_trainer_per_group_whatever_the_plan():
     def traces(spec):
-        before = head_study.TRACES["count"]
-        study = head_study.run_head_study(spec)
-        return head_study.TRACES["count"] - before, study
+        with _TraceCounter(head_study.train_items.__name__) as counter:
+            study = head_study.run_head_study(spec)
+        return counter.count, study
 
     head_study.run_head_study(dataclasses.replace(TINY, replicates=1))  # warm the jit cache
     _, small = traces(dataclasses.replace(TINY, replicates=1))
@@ -134,7 +167,7 @@ def test_head_study_compiles_one_trainer_per_group_whatever_the_plan():
     # (loss, optimizer, padded n) groups: GD at n = 12 -> 16 and n = 6 -> 8 (the three data
     # families share them), normalized GD (Theorem H-3) at n = 12 -> 16
     assert count <= len(groups) == 3
-    assert {c["family"] for c in study.configs} == set(head_study.FAMILIES)
+    assert {c["family"] for c in study.configs} == set(FAMILIES)
     assert all(c["replicates"] == 5 for c in study.configs)
     assert study.stability[0]["direction"].shape == (len(wide.steps), 5, TINY.n)
     assert len(study.configs) == len(wide.plan()) > len(small.configs)
@@ -151,10 +184,25 @@ def test_replicates_are_independent_draws():
 
 def test_registry_drives_the_cli_choices():
     assert set(STUDIES) == {"head", "finetune", "stabilizers"}
+    assert all(STUDIES[name].name == name for name in STUDIES)
     spec = STUDIES["head"].spec(quick=True, replicates=4)
     assert spec.replicates == 4 and spec == dataclasses.replace(
         head_study.HeadStudySpec.quick(), replicates=4
     )
+
+
+def test_register_study_refuses_duplicates_and_incomplete_studies():
+    with pytest.raises(ValueError, match="already registered"):
+        register_study(STUDIES["head"])
+    with pytest.raises(TypeError, match="StudyProtocol"):
+        register_study(object())
+
+    class Nameless(type(STUDIES["head"])):
+        name = ""
+
+    with pytest.raises(TypeError, match="name"):
+        register_study(Nameless())
+    assert list(STUDIES) == ["head", "finetune", "stabilizers"]
 
 
 def _cli(out: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:

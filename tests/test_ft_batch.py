@@ -216,3 +216,32 @@ def _load(path):
 
     with open(path, "rb") as f:
         return pickle.load(f)
+
+
+class CountingApply:
+    """``apply(w, x)`` that counts its Python calls: the evidence program calls it only while
+    it is being traced, so an unchanged count means no new trace (counted from outside)."""
+
+    def __init__(self, apply):
+        self.apply = apply
+        self.calls = 0
+
+    def __call__(self, w, x):
+        self.calls += 1
+        return self.apply(w, x)
+
+
+def test_evidence_batches_of_one_shape_trace_once(bed):
+    """Designs, lam, lr, the checkpoint values and the batch's problems are traced: a batch
+    of the same (n, p, C, capacity) runs the compiled program, and so does a reference of the
+    same shape."""
+    apply = CountingApply(bed.apply)
+    ft.ft_evidence_batch(apply, problems(bed), steps=STEPS, pad_to=10, capacity=3)
+    ft.ft_reference(apply, bed.w0, bed.X, bed.y, lam=0.1, steps=STEPS)
+    traced = apply.calls
+    assert traced > 0
+    design = quadratic.FTDesign(tilt=0.5, shift=0.3, scale=3.0, seed=2)
+    others = [ft.FTProblem(bed.w0, bed.X[:6], bed.y[:6], lam=0.2, lr=0.05, design=design)]
+    ft.ft_evidence_batch(apply, others * 2, steps=(2, 20, 40), pad_to=10, capacity=3)
+    ft.ft_reference(apply, 0.5 * np.asarray(bed.w0), bed.X, bed.y, lam=0.3, steps=(1, 7))
+    assert apply.calls == traced

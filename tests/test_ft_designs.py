@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import monitoring
 
-import stabtheory  # noqa: F401
-from stabtheory import finetune, quadratic
+from stabtheory import full_finetuning as ff
 from stabtheory.bounds import check_bound, get
 from stabtheory.bounds import finetune as ft
 from stabtheory.heads import loo_weights
@@ -17,10 +18,26 @@ from stabtheory.heads import loo_weights
 STEPS = (1, 10, 100, 1000)
 
 
+@contextlib.contextmanager
+def traces():
+    """The names of the functions JAX traces to a jaxpr inside the block (jit, eager ops)."""
+    names = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/jaxpr_trace_duration":
+            names.append(kwargs.get("fun_name"))
+
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+
+
 @pytest.fixture(scope="module")
 def bed():
-    return finetune.make_testbed(
-        "synthetic", n=12, pretrain_steps=100, hidden=(8,), features=4, d_in=6
+    return ff.make_testbed(
+        ff.TestbedConfig("synthetic", n=12, pretrain_steps=100, hidden=(8,), features=4, d_in=6)
     )
 
 
@@ -36,11 +53,11 @@ def plain(bed):
 
 
 def dense_A(ev, row):
-    return quadratic.dense_operator(ev.tm, np.asarray(loo_weights(ev.n))[row], ev.config["lam"])
+    return ff.dense_operator(ev.tm, np.asarray(loo_weights(ev.n))[row], ev.config["lam"])
 
 
 def test_tilt_directions_are_zero_sum_and_seeded():
-    design = quadratic.FTDesign(tilt=1.0, shift=1.0, seed=3)
+    design = ff.FTDesign(tilt=1.0, shift=1.0, seed=3)
     xi, v = design.directions(12, 40)
     np.testing.assert_allclose(xi.sum(axis=0), 0.0, atol=1e-14)
     np.testing.assert_allclose(np.linalg.norm(xi, axis=1), np.sqrt(1 - 1 / 12), rtol=0.3)
@@ -50,12 +67,12 @@ def test_tilt_directions_are_zero_sum_and_seeded():
     other = dataclasses.replace(design, seed=4)
     assert not np.allclose(xi, other.directions(12, 40)[0])
     # a plain design draws nothing
-    assert not np.any(quadratic.FTDesign().directions(3, 5)[0])
+    assert not np.any(ff.FTDesign().directions(3, 5)[0])
 
 
 @pytest.mark.parametrize("kappa", [0.5, 2.0, 8.0])
 def test_tilt_fixes_the_problem_on_S_and_moves_rho(bed, plain, kappa):
-    ev = evidence(bed, quadratic.FTDesign(tilt=kappa * float(np.median(plain.rho))), real=True)
+    ev = evidence(bed, ff.FTDesign(tilt=kappa * float(np.median(plain.rho))), real=True)
     # w_S, the GD path on S, the distance, A_S (Lambda, beta) are unchanged ...
     np.testing.assert_allclose(ev.w_min[0], plain.w_min[0], rtol=0, atol=1e-12)
     np.testing.assert_allclose(ev.w_gd[0], plain.w_gd[0], rtol=0, atol=1e-12)
@@ -67,7 +84,7 @@ def test_tilt_fixes_the_problem_on_S_and_moves_rho(bed, plain, kappa):
     # ... while rho_i = ||grad l_i(w_S) + kappa xi_i|| and the leave-one-out runs change
     assert not np.allclose(ev.rho, plain.rho, rtol=1e-3)
     xi, _ = ev.design.directions(ev.n, ev.tm.w0.size)
-    r_plain = np.asarray(quadratic.quadratic_grads(plain.tm, plain.w_min[:1])[0])
+    r_plain = np.asarray(ff.quadratic_grads(plain.tm, plain.w_min[:1])[0])
     np.testing.assert_allclose(
         ev.rho, np.linalg.norm(r_plain + ev.design.tilt * np.asarray(xi), axis=1), rtol=1e-10
     )
@@ -80,7 +97,7 @@ def test_tilt_fixes_the_problem_on_S_and_moves_rho(bed, plain, kappa):
 def test_shift_moves_the_minimiser_by_s_v_only(bed, plain, s):
     v = np.random.default_rng(0).standard_normal(plain.tm.w0.size)
     v /= np.linalg.norm(v)
-    ev = evidence(bed, quadratic.FTDesign(shift=s, v=v))
+    ev = evidence(bed, ff.FTDesign(shift=s, v=v))
     # w_S - w0 and every w_S\i - w0 move by exactly s v
     np.testing.assert_allclose(
         ev.w_min - plain.w_min, np.broadcast_to(s * v, ev.w_min.shape), rtol=0, atol=1e-9
@@ -97,7 +114,7 @@ def test_shift_moves_the_minimiser_by_s_v_only(bed, plain, s):
 
 @pytest.mark.parametrize("c", [0.25, 4.0])
 def test_loss_scaling_is_a_negative_control(bed, plain, c):
-    ev = evidence(bed, quadratic.FTDesign(scale=c), real=True)
+    ev = evidence(bed, ff.FTDesign(scale=c), real=True)
     assert ev.config["lam"] == pytest.approx(c * plain.config["lam"])
     assert ev.config["lr"] == pytest.approx(plain.config["lr"] / c, rel=1e-12)
     for a, b in ((ev.w_min, plain.w_min), (ev.w_gd, plain.w_gd), (ev.w_real, plain.w_real)):
@@ -113,19 +130,19 @@ def test_loss_scaling_is_a_negative_control(bed, plain, c):
 
 
 def test_real_network_tilt_keeps_the_S_run(bed):
-    """``finetune`` with zero-sum linear terms: the S run is the plain one; an S\\i run is not."""
+    """``gd_finetune`` with zero-sum linear terms: the S run is the plain one, an S\\i run not."""
     n, p = bed.X.shape[0], bed.p
-    xi, _ = quadratic.FTDesign(tilt=1.0, seed=1).directions(n, p)
+    xi, _ = ff.FTDesign(tilt=1.0, seed=1).directions(n, p)
     W = loo_weights(n)[:3]
     kw = dict(lr=jnp.full(3, 0.3), lam=0.05, checkpoints=jnp.array([5, 50]))
-    plain = finetune.finetune_runs_jit(bed.apply, bed.w0, bed.X, bed.y, W, **kw)
-    tilted = finetune.finetune_runs_jit(bed.apply, bed.w0, bed.X, bed.y, W, linear=2.0 * xi, **kw)
+    plain = ff.jit_finetune_runs(bed.apply, bed.w0, bed.X, bed.y, W, **kw)
+    tilted = ff.jit_finetune_runs(bed.apply, bed.w0, bed.X, bed.y, W, linear=2.0 * xi, **kw)
     np.testing.assert_allclose(tilted[0], plain[0], rtol=0, atol=1e-12)
     assert not np.allclose(tilted[1], plain[1], atol=1e-6)
 
 
 def test_ft1c_holds_and_is_at_most_ft1(bed, plain):
-    for ev in (plain, evidence(bed, quadratic.FTDesign(tilt=1.0)), evidence(bed, lam=0.01)):
+    for ev in (plain, evidence(bed, ff.FTDesign(tilt=1.0)), evidence(bed, lam=0.01)):
         c1, c1c = ft.check_ft1(ev), ft.check_ft1c(ev)
         assert c1c.applicable and c1c.holds, c1c.summary()
         assert c1c.trivial is None
@@ -138,7 +155,7 @@ def test_ft1c_holds_and_is_at_most_ft1(bed, plain):
 
 def test_ft1c_matches_the_exact_identity(plain):
     """w_S - w_S\\i = -A_S\\i^{-1} (r_i - mean r) / (n - 1), with dense matrices."""
-    r = np.asarray(quadratic.quadratic_grads(plain.tm, plain.w_min[:1])[0])
+    r = np.asarray(ff.quadratic_grads(plain.tm, plain.w_min[:1])[0])
     n = plain.n
     for i in (0, 3, n - 1):
         A = dense_A(plain, i + 1)
@@ -161,19 +178,19 @@ def test_check_bound_ft1c(bed):
 def test_evidence_compiles_once_per_shape(bed):
     """Designs, lam, lr and checkpoint values are traced: no new trace per configuration."""
     evidence(bed)
-    before = ft.TRACES["count"]
-    for design in (quadratic.FTDesign(tilt=0.3), quadratic.FTDesign(shift=0.2, scale=2.0)):
-        ev = ft.ft_evidence(
-            bed.apply,
-            bed.w0,
-            bed.X,
-            bed.y,
-            lam=0.3,
-            steps=(2, 20, 200, 2000),
-            real=False,
-            design=design,
-        )
-    assert ft.TRACES["count"] == before
+    with traces() as names:
+        for design in (ff.FTDesign(tilt=0.3), ff.FTDesign(shift=0.2, scale=2.0)):
+            ev = ft.ft_evidence(
+                bed.apply,
+                bed.w0,
+                bed.X,
+                bed.y,
+                lam=0.3,
+                steps=(2, 20, 200, 2000),
+                real=False,
+                design=design,
+            )
+    assert names == []
     assert ev.config["scale"] == 2.0
 
 
@@ -195,7 +212,6 @@ def test_study_traces_do_not_grow_with_configs_or_draws():
         replicates=1,
     )
     study.run_finetune_study(tiny)  # warm the compilation cache
-    before = ft.TRACES["count"]
     wide = dataclasses.replace(
         tiny,
         replicates=3,
@@ -204,8 +220,9 @@ def test_study_traces_do_not_grow_with_configs_or_draws():
         scales=(4.0,),
         interpolation=(0.0, 0.5),
     )
-    result = study.run_finetune_study(wide)
-    assert ft.TRACES["count"] == before  # sizes n = 6, 8 were compiled by the small study
+    with traces() as names:
+        result = study.run_finetune_study(wide)
+    assert names == []  # sizes n = 6, 8 were compiled by the small study
     assert len(result.configs) > len(tiny.plan())
     verdicts = {(v.claim, v.notion): v for v in result.verdicts}
     control = verdicts[("control.scale", "loo.weights")]
@@ -220,7 +237,7 @@ def test_study_traces_do_not_grow_with_configs_or_draws():
 
 def test_padding_gives_the_unpadded_evidence(bed):
     X, y = bed.X[:7], bed.y[:7]
-    design = quadratic.FTDesign(tilt=0.4, shift=0.2, scale=2.0)
+    design = ff.FTDesign(tilt=0.4, shift=0.2, scale=2.0)
     a, b = (
         ft.ft_evidence(
             bed.apply,

@@ -268,8 +268,9 @@ def test_h3_is_registered_with_its_reference():
         th = REGISTRY[tid]
         assert "Ji & Telgarsky 2021" in th.reference and "section 3" in th.reference
         assert "\\log" in th.latex() and th.assumptions
-    assert head.CHECKS["head.H3"] is head.check_h3
-    assert head.CHECKS["head.H3m"] is head.check_h3_margin
+    assert REGISTRY["head.H3"].checker is head.check_h3
+    assert REGISTRY["head.H3m"].checker is head.check_h3_margin
+    assert REGISTRY["head.H3"].optimizers == REGISTRY["head.H3m"].optimizers == ("ngd",)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -316,15 +317,15 @@ H3_STEPS = [1, 3, 10, 100, 1000, 10_000, 30_000]
 def test_h3_and_h3m_hold_on_random_separable_problems(ds, lr1):
     lr = lr1 / ds.radius**2 * (1 - 1e-9)
     ev = head.head_evidence(ds.X, ds.y, lr=lr, steps=H3_STEPS, optimizer="ngd")
-    for chk in (head.check_h3(ev), head.check_h3_margin(ev)):
+    for chk in (get("head.H3").check(ev), get("head.H3m").check(ev)):
         assert chk.applicable and chk.applicable_at.all(), chk.summary()
         assert chk.holds, chk.summary()
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.nanmax(np.asarray(chk.empirical) / np.asarray(chk.bound))
         assert ratio <= 1.0 + 1e-9
-    assert head.check_h3_margin(ev).bound.shape == (len(H3_STEPS), ds.n + 1)
+    assert get("head.H3m").check(ev).bound.shape == (len(H3_STEPS), ds.n + 1)
     # H-1 (a posteriori, any optimizer) holds on the same NGD runs
-    assert head.check_h1(ev).holds
+    assert get("head.H1").check(ev).holds
 
 
 def test_h3_direction_form_is_not_vacuous_at_large_t():
@@ -423,5 +424,5 @@ def test_solver_gap_covers_an_unconverged_solve():
     err = np.linalg.norm(ds.direction - loose.direction)
     assert err <= ev.solver_gap
     assert ev.solver_gap >= 0.0
-    assert head.check_svm_loo(ev).holds
-    assert head.check_h1(ev).holds
+    assert get("head.svm_loo").check(ev).holds
+    assert get("head.H1").check(ev).holds

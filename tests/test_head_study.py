@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 import test_engine as engine_tests
 
+from stabtheory.data.families import FAMILIES
+from stabtheory.report.document import write_report
+from stabtheory.simulations import engine
 from stabtheory.simulations import head as head_study
 
 TINY = engine_tests.TINY  # the engine tests' small spec: every family, seconds to run
@@ -43,7 +46,7 @@ def test_plan_has_every_family_and_each_family_its_sweeps(spec):
 
 
 def test_the_default_study_has_every_family():
-    assert set(head_study.HeadStudySpec().families) == set(head_study.FAMILIES)
+    assert set(head_study.HeadStudySpec().families) == set(FAMILIES)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +72,7 @@ def test_matched_t_outside_the_run_is_refused():
 def test_head_lr_is_judged_at_fixed_t_and_matched_eta_t(study):
     for notion in head_study.NOTIONS:
         regimes = [r.regime for r in _regimes(study, "head.lr", notion)]
-        for family in head_study.FAMILIES:
+        for family in FAMILIES:
             mine = [r for r in regimes if r.startswith(family)]
             assert sum("fixed t=" in r for r in mine) == 1
             assert sum("matched eta*t=" in r for r in mine) == 1
@@ -94,7 +97,7 @@ def test_head_lr_is_judged_at_fixed_t_and_matched_eta_t(study):
 def test_planted_head_n_is_a_control_and_every_family_is_a_regime(study):
     for claim_id in ("head.iterations", "head.lr", "head.margin", "head.n"):
         regimes = _regimes(study, claim_id)
-        for family in head_study.FAMILIES:
+        for family in FAMILIES:
             assert any(r.regime.startswith(family) for r in regimes), (claim_id, family)
     for r in _regimes(study, "head.n"):
         assert r.design == ("control" if r.regime.startswith("planted") else "observational")
@@ -123,13 +126,10 @@ def test_families_share_the_compiled_programs(study):
 
 
 def test_report_has_a_row_per_family_and_the_figures(study, tmp_path):
-    from stabtheory.report import write_report
-    from stabtheory.simulations import engine
-
     write_report({"head": study}, tmp_path, environment=engine.environment({}))
     md = (tmp_path / "report.md").read_text()
     table = md[md.index("## Head tuning: data families") :].split("\n\n")[2].splitlines()
-    assert [row.split("|")[1].strip() for row in table[2:]] == list(head_study.FAMILIES)
+    assert [row.split("|")[1].strip() for row in table[2:]] == list(FAMILIES)
     for name in ("claims_direction.png", "stability_vs_n.png", "bounds_exponential.png"):
         assert (tmp_path / name).exists()
 
@@ -150,9 +150,6 @@ def test_normalized_gd_runs_check_theorem_h3_and_inform_no_claim(study):
 
 
 def test_figures_rendered_by_worker_processes_are_the_same_files(study, tmp_path):
-    from stabtheory.report import write_report
-    from stabtheory.simulations import engine
-
     env = engine.environment({})
     serial = write_report({"head": study}, tmp_path / "serial", environment=env)
     pooled = write_report({"head": study}, tmp_path / "pooled", environment=env, workers=2)
@@ -162,3 +159,79 @@ def test_figures_rendered_by_worker_processes_are_the_same_files(study, tmp_path
         png = (tmp_path / "pooled" / name).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000
         assert len(png) == pytest.approx(len((tmp_path / "serial" / name).read_bytes()), rel=0.05)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_every_family_draws_data_certified_separable(name):
+    from stabtheory.max_margin import max_margin
+
+    spec = dataclasses.replace(TINY, families=(name,))
+    for cfg in [c for c in spec.plan() if c.family == name]:
+        for draw in range(2):
+            ds = spec.dataset(cfg, draw)
+            assert ds.n == cfg.n and ds.d == (FAMILIES[name].width or spec.d)
+            assert max_margin(ds.X, ds.y).margin > 0
+            # nested subsets: a draw of size n is a prefix of the family's largest draw
+            big = spec.dataset(dataclasses.replace(cfg, n=max(spec.ns_of(name))), draw)
+            np.testing.assert_array_equal(ds.X, big.X[: cfg.n])
+
+
+@pytest.fixture
+def toy_family():
+    """A data family defined and registered here alone (no edit to the package)."""
+    from stabtheory.data import separable_gaussian
+    from stabtheory.data.families import Family, register_family
+
+    def sample(n, margin, *, d, radius, seed):
+        return separable_gaussian(n, d, separation=1.0 + 4 * margin, seed=seed + 17)
+
+    family = register_family(
+        Family(
+            name="toy",
+            sample=sample,
+            description="separable_gaussian (d={d})",
+            margin_label="toy margin",
+            margins=(0.2, 0.5),
+            config_key="gamma_toy",
+            regimes={"head.margin": "toy across margins {margins} (observational)"},
+        )
+    )
+    yield family
+    del FAMILIES["toy"]
+
+
+def test_register_family_refuses_a_taken_name(toy_family):
+    from stabtheory.data.families import register_family
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_family(toy_family)
+    assert list(FAMILIES)[-1] == "toy"
+
+
+def test_a_registered_family_is_planned_run_judged_and_reported(toy_family, tmp_path):
+    spec = dataclasses.replace(TINY, families=("planted", "toy"), replicates=2)
+    plan = spec.plan()
+    toy = [c for c in plan if c.family == "toy"]
+    assert {c.gamma for c in toy} == {spec.gamma, 0.2, 0.5}
+    assert {c.n for c in toy} == set(spec.family_ns) | {spec.family_n}
+    study = head_study.run_head_study(spec)
+    toy_configs = [c for c in study.configs if c["family"] == "toy"]
+    assert [c["gamma_toy"] for c in toy_configs] == [c.gamma for c in toy]
+    assert all(np.isnan(c["gamma_toy"]) for c in study.configs if c["family"] != "toy")
+    margins = [
+        head_study.margin_parameter(study.configs[k])
+        for k in head_study.sweep(study, "toy", "exponential", "head.margin")
+    ]
+    assert margins == sorted({spec.gamma, 0.2, 0.5})
+    (regime,) = [
+        r
+        for v in study.verdicts
+        if v.claim == "head.margin" and v.notion == "loo.direction"
+        for r in v.regimes
+        if r.regime.startswith("toy") and "late" in r.regime
+    ]
+    assert regime.regime.startswith("toy across margins 0.2, 0.5 (observational), exponential")
+    report = write_report({"head": study}, tmp_path, environment=engine.environment({}))
+    (row,) = [f for f in report["studies"]["head"]["families"] if f["family"] == "toy"]
+    assert row["data"] == f"separable_gaussian (d={spec.d})" and row["pairs"] is None
+    assert "| toy | separable_gaussian" in (tmp_path / "report.md").read_text()

@@ -1,29 +1,33 @@
-"""Tests of stabtheory.methods: MMR, MHLoss, SURT, the seed-vmapped loop and the measures.
+"""Tests of stabtheory.stabilizers: MMR, MHLoss, SURT, the seed-vmapped loop and the measures.
 
 The pieces are checked against independent numpy formulas; each stabilizer's mechanism is
 checked on a small case where it has to show; the loop is checked for determinism, for
-vmapped seeds equal to per-seed runs and for one compilation across the traced settings.
+vmapped seeds equal to per-seed runs and for one compilation across the traced settings
+(counted from the outside, by JAX's monitoring events). Every registered method runs on a
+tiny testbed and passes its hooks (the methods' conformance test).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from helpers import tol
 
 from stabtheory import finetune as ft
-from stabtheory import methods as M
+from stabtheory import stabilizers as M
 from stabtheory.margin import max_margin
 
 # The architecture of StabilizerStudySpec.quick(): pre-training and compilations are shared.
 SMALL = {"n": 32, "n_test": 128, "hidden": (16,), "features": 4, "pretrain_steps": 300}
 SEEDS = 8
 # A short fine-tuning, before the features collapse onto two points.
-SHORT = M.Method(lr=1e-3, steps=100, dropout=0.0)
+SHORT = M.Settings(lr=1e-3, steps=100, dropout=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +205,7 @@ def test_surt_zero_steps_is_the_pretrained_encoder_and_is_deterministic(tb):
     np.testing.assert_array_equal(w1, w2)
     assert not np.array_equal(w1, tb.w0[:a])
     # finetune_seeds runs the same SURT for seed s (vmapped over seeds).
-    runs = M.finetune_seeds(tb, M.Method(surt_steps=20, steps=0), seeds=2, seed=2)
+    runs = M.finetune_seeds(tb, M.Settings(surt_steps=20, steps=0), seeds=2, seed=2)
     np.testing.assert_allclose(runs.encoder_start[1], w1, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(runs.encoder, runs.encoder_start)  # zero supervised steps
     # The testbed carries its pre-trained autoencoder (a fresh copy each call).
@@ -250,7 +254,7 @@ def test_surt_lowers_the_weight_distance_where_it_must():
         y_test=y_test,
     )
     assert not M.feature_margin(w0_enc, task).separable
-    base = M.Method(lr=1e-2, steps=500, l2sp=1.0, dropout=0.0)
+    base = M.Settings(lr=1e-2, steps=500, l2sp=1.0, dropout=0.0)
     plain = M.finetune_seeds(task, base, seeds=SEEDS)
     surt = M.finetune_seeds(task, dataclasses.replace(base, surt_steps=300), seeds=SEEDS)
     assert all(M.feature_margin(w, task).separable for w in surt.encoder_start)
@@ -266,7 +270,7 @@ def test_surt_lowers_the_weight_distance_where_it_must():
 
 
 def test_finetune_seeds_is_deterministic_and_vmapped_seeds_equal_single_runs(tb):
-    m = dataclasses.replace(M.METHODS["plain"], steps=30)
+    m = M.METHODS["plain"].settings(M.Settings(steps=30))
     r1 = M.finetune_seeds(tb, m, seeds=SEEDS, seed=10)
     r2 = M.finetune_seeds(tb, m, seeds=SEEDS, seed=10)
     for f in ("encoder", "heads", "test_logits", "test_accuracy", "train_features"):
@@ -281,7 +285,7 @@ def test_finetune_seeds_is_deterministic_and_vmapped_seeds_equal_single_runs(tb)
 
 
 def test_head_only_keeps_the_encoder_fixed_and_moves_the_heads(tb):
-    r = M.finetune_seeds(tb, dataclasses.replace(M.METHODS["head_only"], steps=30), seeds=SEEDS)
+    r = M.finetune_seeds(tb, M.METHODS["head_only"].settings(M.Settings(steps=30)), seeds=SEEDS)
     a, _ = tb.info["head_slice"]
     np.testing.assert_array_equal(r.encoder, np.broadcast_to(tb.w0[:a], r.encoder.shape))
     np.testing.assert_array_equal(M.weight_distance(r.encoder, r.encoder_start), 0.0)
@@ -289,21 +293,43 @@ def test_head_only_keeps_the_encoder_fixed_and_moves_the_heads(tb):
     assert np.all(np.abs(r.heads - np.asarray(start)).max(axis=(1, 2)) > 1e-3)
 
 
+@contextlib.contextmanager
+def jax_compilations():
+    """The JAX traces and backend compilations run inside the block, from JAX's own
+    monitoring events (``"/jax/core/compile/..."``): a list that fills as they happen."""
+    events: list[str] = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event.startswith("/jax/core/compile/") and event.endswith(
+            ("jaxpr_trace_duration", "backend_compile_duration")
+        ):
+            events.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield events
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def test_traced_settings_share_one_compilation(tb):
-    base = dataclasses.replace(M.METHODS["plain"], steps=20)
+    base = M.METHODS["plain"].settings(M.Settings(steps=20))
+    with jax_compilations() as first:
+        M.finetune_seeds(tb, dataclasses.replace(base, heads=7), seeds=SEEDS)
+    assert first  # the counter sees a new static setting compile
     M.finetune_seeds(tb, base, seeds=SEEDS)
-    before = M._seed_jit._cache_size()
-    for change in (
-        {"lr": 1e-4},
-        {"steps": 25},
-        {"l2sp": 0.5},
-        {"head_only": True},
-        {"mmr_alpha": 0.7},
-        {"dropout": 0.3},
-        {"mmr_temperature": 0.5},
-    ):
-        M.finetune_seeds(tb, dataclasses.replace(base, **change), seeds=SEEDS)
-    assert M._seed_jit._cache_size() == before
+    with jax_compilations() as events:
+        for change in (
+            {"lr": 1e-4},
+            {"steps": 25},
+            {"l2sp": 0.5},
+            {"head_only": True},
+            {"mmr_alpha": 0.7},
+            {"dropout": 0.3},
+            {"mmr_temperature": 0.5},
+        ):
+            M.finetune_seeds(tb, dataclasses.replace(base, **change), seeds=SEEDS)
+    assert events == []
 
 
 def test_methods_table_and_validation():
@@ -317,13 +343,19 @@ def test_methods_table_and_validation():
         "mhloss",
         "surt",
     ]
-    plain = M.METHODS["plain"]
-    assert M.METHODS["mhloss"].heads > 1 and M.METHODS["mmr"].mmr_alpha > 0
-    assert M.METHODS["surt"].surt_steps > 0 and M.METHODS["head_only"].head_only
-    assert M.METHODS["small_lr"].lr < plain.lr and M.METHODS["long"].steps > plain.steps
+    s = {name: m.settings(M.Settings()) for name, m in M.METHODS.items()}
+    assert all(s[name].name == name for name in s)
+    plain = s["plain"]
+    assert s["mhloss"].heads > 1 and s["mmr"].mmr_alpha > 0
+    assert s["surt"].surt_steps > 0 and s["head_only"].head_only
+    assert s["small_lr"].lr < plain.lr and s["long"].steps > plain.steps
     for bad in ({"mmr_kind": "max"}, {"heads": 0}, {"dropout": 1.0}, {"dropout_on": "x"}):
         with pytest.raises(ValueError):
-            M.Method(**bad)
+            M.Settings(**bad)
+    with pytest.raises(ValueError, match="registered already"):
+        M.register_method(M.Method("plain"))
+    with pytest.raises(ValueError, match="unknown method"):
+        M.finetune_seeds(None, "no_such_method")
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,3 +381,53 @@ def test_feature_margin_matches_max_margin_and_flags_non_separable(tb):
     a, _ = tb.info["head_slice"]
     fm = M.feature_margin(tb.w0[:a], tb)
     assert fm.separable == np.isfinite(fm.margin)
+
+
+# --------------------------------------------------------------------------------------------
+# Conformance: every registered method runs on a tiny testbed and answers its hooks
+
+TINY = {"n": 16, "n_test": 16, "d_in": 8, "hidden": (8,), "features": 3, "pretrain_steps": 20}
+TINY_BASE = M.Settings(steps=5, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return ft.make_testbed("synthetic", **TINY)
+
+
+@pytest.mark.parametrize("name", list(M.METHODS))
+def test_every_registered_method_runs_on_a_tiny_testbed(tiny, name):
+    from stabtheory.simulations.stabilizers import seed_measures
+
+    method = M.METHODS[name].quick()
+    assert method.name == name and isinstance(method, M.Method)
+    settings = method.settings(TINY_BASE)
+    assert isinstance(settings, M.Settings) and settings.name == name
+    runs = M.finetune_seeds(tiny, settings, seeds=2)
+    again = M.finetune_seeds(tiny, settings, seeds=2)
+    a, _ = tiny.info["head_slice"]
+    k = TINY["features"]
+    assert runs.encoder.shape == runs.encoder_start.shape == (2, a)
+    assert runs.heads.shape == (2, settings.heads, k + 1)
+    assert runs.train_features.shape == (2, TINY["n"], k)
+    for field in ("encoder", "heads", "test_logits", "train_features", "train_loss"):
+        assert np.all(np.isfinite(getattr(runs, field))), field
+        np.testing.assert_array_equal(getattr(runs, field), getattr(again, field))
+    assert np.all((0.0 <= runs.test_accuracy) & (runs.test_accuracy <= 1.0))
+    if not method.claim:
+        return
+    # A stabilizer's hooks, against plain fine-tuning on the same tiny testbed.
+    plain = M.finetune_seeds(tiny, M.METHODS["plain"].settings(TINY_BASE), seeds=2, seed=2)
+    methods = list(M.METHODS.values())
+    per_seed = {m: seed_measures(r, tiny, methods) for m, r in (("plain", plain), (name, runs))}
+    measured = method.measure(tiny, plain, seed=0, n_boot=50, level=0.95)
+    assert isinstance(measured, dict)
+    c = M.Comparison(per_seed, measured, "plain", ("plain", name), "tiny", n_boot=50, level=0.95)
+    mech = method.mechanism(c)
+    assert isinstance(mech, M.Mechanism) and mech.text and len(mech.values) == 2
+    assert mech.verdict in {"as predicted", "opposite", "no detectable change"}
+    assert mech.predicted in (-1, 1)
+    fig, ax = plt.subplots()
+    method.draw(ax, c, np.random.default_rng(0))
+    assert ax.get_title()
+    plt.close(fig)

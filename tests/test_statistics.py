@@ -222,6 +222,9 @@ def test_std_ratio_and_brown_forsythe():
     assert math.isnan(st.std_ratio(b, np.ones(5))[0])
     assert st.brown_forsythe(3.0 * b, b) < 1e-6
     assert math.isnan(st.brown_forsythe(np.ones(4), np.ones(4)))
+    x = rng.standard_normal((3, 7))
+    np.testing.assert_array_equal(st.sample_std(x), np.std(x, axis=-1, ddof=1))
+    np.testing.assert_array_equal(st.sample_std(x, axis=0), np.std(x, axis=0, ddof=1))
 
 
 def test_bootstrap_ratio_in_batches_matches_one_batch():

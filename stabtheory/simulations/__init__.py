@@ -1,105 +1,42 @@
-"""Studies: sweep specifications, their runners, and the registry the CLI and report use.
+"""Studies: the study protocol, the sweep engine, the study registry and the built-in studies.
 
-A study is a spec (a frozen dataclass with ``.quick()`` and, where it runs data draws, a
-``replicates`` field), a plan of typed configurations, a runner that executes its chunks
-through :class:`~stabtheory.simulations.engine.Executor` and returns a results object
-(:class:`~stabtheory.simulations.base.Study`) with checks, stability and verdicts, and a
-report module (its JSON section, markdown and figures). The CLI and
-:mod:`stabtheory.report` loop over :data:`STUDIES`: adding a study is its two modules and one
-entry here.
+A study implements :class:`StudyProtocol` (a spec type with ``quick()``, chunks, compute,
+assemble, judge, and its part of the report: JSON section, markdown, figures) and registers
+an instance with one :func:`register_study` call in its own package. The CLI and the report
+loop over :data:`STUDIES`. Every study's results subclass :class:`Study`.
+
+Built-in studies: :mod:`.head` (head tuning), :mod:`.finetune` (full fine-tuning) and
+:mod:`.stabilizers` (the stabilizers over seeds). The engine (:mod:`.engine`) runs every
+study's chunks (persistence, resume, devices, processes).
 """
 
-from __future__ import annotations
+from stabtheory.simulations import engine
+from stabtheory.simulations.protocol import DrawResult, Study, StudyProtocol, draws_by_config
+from stabtheory.simulations.registry import STUDIES, register_study
 
-import dataclasses
-import importlib
-from collections.abc import Callable
-from types import ModuleType
-from typing import Any
+# The built-in studies register themselves on import, in this order (the order of --help,
+# of the default run and of the report).
+# isort: split
+from stabtheory.simulations import head
 
-from stabtheory.simulations.engine import Executor
-from stabtheory.simulations.head import HeadStudy, HeadStudySpec, run_head_study
+# isort: split
+from stabtheory.simulations import finetune
+
+# isort: split
+from stabtheory.simulations import stabilizers
+
+if stabilizers.STUDY.name not in STUDIES:  # phase 1: its package will register it itself
+    register_study(stabilizers.STUDY)
 
 __all__ = [
     "STUDIES",
-    "HeadStudy",
-    "HeadStudySpec",
-    "StudyEntry",
-    "run_head_study",
+    "DrawResult",
+    "Study",
+    "StudyProtocol",
+    "draws_by_config",
+    "engine",
+    "finetune",
+    "head",
+    "register_study",
+    "stabilizers",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class StudyEntry:
-    """A registered study: where its spec and runner live, and whether ``verify`` runs it by
-    default.
-
-    Attributes:
-      name: the ``--study`` name.
-      module: the module holding the spec class and the runner.
-      spec_class, runner: their names in ``module``; the runner is called as
-        ``runner(spec, executor=executor)``.
-      default: run by ``stabtheory verify`` without ``--study``.
-      description: one line for ``--help``.
-      report: the module of its report hooks: ``section(study) -> dict`` (keys ``checks``,
-        ``claims``, ``study``, ``extra``), ``markdown(report) -> list[str]`` and
-        ``figures(study, out) -> list[str]``.
-    """
-
-    name: str
-    module: str
-    spec_class: str
-    runner: str
-    default: bool
-    description: str
-    report: str
-
-    def spec(self, *, quick: bool = False, replicates: int | None = None) -> Any:
-        """The default (or quick) spec, with ``replicates`` overridden where the study has it."""
-        cls = getattr(importlib.import_module(self.module), self.spec_class)
-        spec = cls.quick() if quick else cls()
-        if replicates is not None and hasattr(spec, "replicates"):
-            spec = dataclasses.replace(spec, replicates=replicates)
-        return spec
-
-    def reporter(self) -> ModuleType:
-        """The module of the study's report hooks."""
-        return importlib.import_module(self.report)
-
-    def run(self, spec: Any, executor: Executor) -> Any:
-        run: Callable = getattr(importlib.import_module(self.module), self.runner)
-        return run(spec, executor=executor)
-
-
-STUDIES: dict[str, StudyEntry] = {
-    e.name: e
-    for e in (
-        StudyEntry(
-            "head",
-            "stabtheory.simulations.head",
-            "HeadStudySpec",
-            "run_head_study",
-            True,
-            "head tuning on separable data (docs/theory.md section 3)",
-            "stabtheory.simulations.head_report",
-        ),
-        StudyEntry(
-            "finetune",
-            "stabtheory.simulations.finetune",
-            "FineTuneStudySpec",
-            "run_finetune_study",
-            True,
-            "full fine-tuning through the Taylor model (docs/theory.md section 2)",
-            "stabtheory.simulations.finetune_report",
-        ),
-        StudyEntry(
-            "stabilizers",
-            "stabtheory.simulations.stabilizers",
-            "StabilizerStudySpec",
-            "run_stabilizer_study",
-            False,
-            "MMR, MHLoss and SURT against the baselines over seeds (docs/theory.md section 4)",
-            "stabtheory.simulations.stabilizers_report",
-        ),
-    )
-}

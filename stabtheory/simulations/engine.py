@@ -1,36 +1,18 @@
 """The sweep engine every study runs through: chunks, persistence, resume, devices, processes.
 
-A study turns its spec into a plan of typed configurations, each run on ``replicates``
-independent draws. The (configuration, draw) items are grouped into :class:`Chunk` s: items
-that share their static settings (loss, optimizer, padded size) and so run as one compiled
-program. :class:`Executor` computes each chunk once:
+A study groups its (configuration, draw) items into :class:`Chunk` s (items that share their
+static settings and so run as one compiled program); :class:`Executor` computes each chunk
+once. With an output directory, a finished chunk is written atomically to
+``OUT/.chunks/STUDY/KEY.chunk`` (``KEY`` hashes the study, its spec, the items and the
+package's sources, :func:`package_digest`), with a checksum: a killed run started again loads
+the finished chunks, bit-identical to computed ones, and recomputes only the missing or corrupt
+ones. :func:`shard_leading` and :func:`item_mesh` place a chunk's runs or items over the local
+devices; under JAX's multi-controller runtime, process ``p`` of ``P`` computes the chunks whose
+index is ``p`` modulo ``P`` and loads the others'. :func:`enable_compilation_cache` turns on
+JAX's persistent compilation cache.
 
-* **Persistence and resume.** With an output directory, a finished chunk is written to
-  ``OUT/.chunks/STUDY/KEY.chunk`` atomically (a temporary file in the same folder, flushed to
-  disk, then renamed), where ``KEY`` hashes the chunk's items, the study name and the package
-  (its version and the digest of its source files). A run killed at any moment (SIGKILL
-  included) and started again with the same command loads the finished chunks and computes only
-  the missing ones; since a loaded chunk is bit-identical to the computed one, the report is
-  identical to an uninterrupted run's. Each file carries the SHA-256 of its payload: a truncated
-  or corrupt file is detected, reported on stderr, and recomputed. ``force=True`` recomputes
-  every chunk.
-* **Devices.** :func:`shard_leading` places a batch (its leading axis: the runs of a chunk)
-  over every local device with a one-axis :class:`jax.sharding.Mesh` (:func:`local_mesh`)
-  and a ``NamedSharding``, padding the axis to a multiple of the device count; a study whose
-  items hold data-dependent loops (the fine-tuning study's conjugate gradients) splits them
-  with ``jax.shard_map`` over the same mesh instead, each device looping over its own items
-  (on accelerators only, :func:`item_mesh`). On the CPU, results do not depend on the number
-  of devices (tested with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``); split over
-  accelerators, the fine-tuning study's may differ in the last bits.
-* **Processes.** Under JAX's multi-controller runtime (``jax.distributed.initialize``, see
-  ``stabtheory verify --num-processes``), process ``p`` of ``P`` computes the chunks whose index
-  is ``p`` modulo ``P`` into the shared output directory, then waits for the other processes'
-  chunks and loads them; process 0 writes the report.
-* **Compilation cache.** :func:`enable_compilation_cache` turns on JAX's persistent
-  compilation cache under the user's cache directory, so a second run skips XLA compilation.
-
-The chunk files are Python pickles of the study's own result objects (arrays and frozen
-dataclasses). Load chunk files only from output directories you wrote yourself.
+The chunk files are Python pickles of the studies' own result objects: load them only from
+output directories you wrote yourself.
 """
 
 from __future__ import annotations
@@ -173,7 +155,9 @@ def shard_leading(*arrays) -> tuple[jax.Array, ...]:
 
     The leading axis is padded to a multiple of the number of local devices (repeating the last
     entry; the caller drops the padding from the results) and sharded with
-    ``NamedSharding(mesh, P("runs"))``; on one device this is a plain transfer.
+    ``NamedSharding(mesh, P("runs"))``; on one device this is a plain transfer. On the CPU,
+    results do not depend on the number of devices (tested with
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=4``).
     """
     devices = jax.local_device_count()
     padded = [pad_leading(a, devices) for a in arrays]

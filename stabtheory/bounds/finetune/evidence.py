@@ -1,0 +1,531 @@
+r"""Full fine-tuning evidence: the Taylor model, its minimisers and GD runs on S and every S\\i.
+
+:func:`ft_evidence` expands, solves and trains everything the FT checks need for one problem
+(:class:`FTEvidence`); :func:`ft_evidence_batch` runs many problems of one network as one
+compiled program (:class:`FTProblem`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stabtheory import heads as _heads
+from stabtheory import quadratic as q
+
+__all__ = [
+    "FTEvidence",
+    "FTProblem",
+    "default_lr",
+    "ft_evidence",
+    "ft_evidence_batch",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class FTEvidence:
+    """Shared quantities of the full fine-tuning checks for one configuration.
+
+    Attributes:
+      tm: the :class:`~stabtheory.quadratic.TaylorModel`.
+      w_min: (n + 1, p) minimisers of S (row 0) and every S\\i.
+      cg_residual: (n + 1,) relative residuals ``||A_s (w_s - w0) + gbar_s|| / ||gbar_s||``.
+      lam_min, lam_max: (n + 1,) exact extreme eigenvalues of every ``A_s``.
+      beta_i: (n,) ``||H_i||``.
+      rho, rho_loo: (n,) ``||grad lhat_i(w_S)||`` and ``||grad lhat_i(w_S\\i)||``.
+      steps: (C,) GD checkpoints; ``w_gd``: (n + 1, C, p) GD on the quadratic.
+      w_real: (n + 1, C, p) GD on the true loss, or ``None``.
+      real_losses, quad_losses: (n + 1, C, n) per-sample true and quadratic losses along the
+        real runs (the designed losses), or ``None``.
+      config: the configuration.
+      deviation: (n,) ``||r_i - mean_j r_j||``, ``r_i = grad lhat_i(w_S)`` (FT-1c).
+      min_losses: (2, n) ``lhat_i(w_S)`` and ``lhat_i(w_S\\i)``.
+      design: the :class:`~stabtheory.quadratic.FTDesign` it was run with.
+    """
+
+    tm: q.TaylorModel
+    w_min: np.ndarray
+    cg_residual: np.ndarray
+    lam_min: np.ndarray
+    lam_max: np.ndarray
+    beta_i: np.ndarray
+    rho: np.ndarray
+    rho_loo: np.ndarray
+    steps: np.ndarray
+    w_gd: np.ndarray
+    w_real: np.ndarray | None
+    real_losses: np.ndarray | None
+    quad_losses: np.ndarray | None
+    config: dict
+    deviation: np.ndarray | None = None
+    min_losses: np.ndarray | None = None
+    design: q.FTDesign | None = None
+    _empirical: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.tm.grads.shape[0])
+
+    @property
+    def optimizer(self) -> str:
+        """The training algorithm of the runs: GD, on the Taylor model and the network."""
+        return "gd"
+
+    def measures(self, notion: str) -> bool:
+        """Whether it holds the empirical values of ``notion``: those of the real network
+        (``"... (real)"``) only when it was fine-tuned (``real=True``)."""
+        return self.w_real is not None or not notion.endswith("(real)")
+
+    @classmethod
+    def for_check(cls, X, y, *, model, params, lam: float, lr: float | None, steps, **_):
+        """:func:`ft_evidence` (without the real network) with
+        :func:`~stabtheory.bounds.check_bound`'s arguments: ``model`` a flax ``nnx.Module``
+        with one logit or a function ``apply(w, x)`` of flat weights, ``params`` the
+        pre-trained flat weights (taken from the module when omitted); the head-tuning
+        arguments are ignored."""
+        if model is None:
+            raise ValueError("a fine-tuning theorem needs model= (an nnx.Module or apply(w, x)).")
+        from flax import nnx
+
+        apply = model
+        if isinstance(model, nnx.Module):
+            from stabtheory.finetune import as_function
+
+            apply, w_module, _ = as_function(model)
+            params = w_module if params is None else params
+        if params is None:
+            raise ValueError(
+                "a fine-tuning theorem needs params= (the pre-trained flat weights w0)."
+            )
+        return ft_evidence(
+            apply, params, X, y, lam=lam, lr=lr, steps=np.atleast_1d(steps), real=False
+        )
+
+    @property
+    def Lam(self) -> np.ndarray:
+        """(n,) ``min(lambda_min(A_S), lambda_min(A_S\\i))`` (FT-1, FT-2)."""
+        return np.minimum(self.lam_min[0], self.lam_min[1:])
+
+    @property
+    def Lam_loo(self) -> np.ndarray:
+        """(n,) ``lambda_min(A_S\\i)`` (FT-1c)."""
+        return self.lam_min[1:]
+
+    @property
+    def distance(self) -> float:
+        """``||w_S - w0||``, the weight distance of the fine-tuned optimum."""
+        return float(np.linalg.norm(self.w_min[0] - np.asarray(self.tm.w0)))
+
+    @property
+    def distance_loo(self) -> np.ndarray:
+        return np.linalg.norm(self.w_min[1:] - np.asarray(self.tm.w0), axis=1)
+
+    def empirical(self, kind: str) -> np.ndarray:
+        """Per-sample LOO values: ``"min.weights"`` (1, n), ``"min.loss"`` (1, n),
+        ``"gd.weights"`` (C, n), ``"real.weights"`` (C, n), ``"real.loss"`` (C, n); computed
+        once per kind."""
+        if kind not in self._empirical:
+            self._empirical[kind] = self._compute_empirical(kind)
+        return self._empirical[kind]
+
+    def _compute_empirical(self, kind: str) -> np.ndarray:
+        if kind == "min.weights":
+            return np.linalg.norm(self.w_min[1:] - self.w_min[0], axis=1)[None]
+        if kind == "min.loss":
+            return np.abs(self.min_losses[0] - self.min_losses[1])[None]
+        if kind == "gd.weights":
+            return np.linalg.norm(self.w_gd[1:] - self.w_gd[0][None], axis=2).T
+        if kind == "real.weights":
+            return np.linalg.norm(self.w_real[1:] - self.w_real[0][None], axis=2).T
+        if kind == "real.loss":
+            idx = np.arange(self.n)
+            L = self.real_losses  # (n+1, C, n)
+            return np.abs(L[0][:, idx] - L[idx + 1, :, idx].T)
+        raise ValueError(f"unknown kind {kind!r}")
+
+
+def _evidence_one(
+    apply,
+    w0,
+    X,
+    y,
+    lam,
+    lr,
+    lr_fraction,
+    tilt,
+    shift,
+    scale,
+    xi,
+    v,
+    valid,
+    checkpoints,
+    *,
+    real: bool,
+    cg_tol: float,
+    maxiter: int,
+    batch_size: int | None,
+) -> dict:
+    """Every array of one :class:`FTEvidence` (pure; :func:`_evidence_program` maps it over a
+    batch).
+
+    The hyperparameters (``lam``, ``lr`` (NaN: ``lr_fraction / lambda_max``), the design's
+    ``tilt``, ``shift``, ``scale``, ``xi``, ``v``) and the checkpoint values are traced, so
+    problems of one size share the compilation. ``valid`` (n,) zeroes the weight of padding
+    samples in every mask (rows of padding samples repeat S and are dropped)."""
+    n = X.shape[0]
+    tm0 = q.taylor_expand(apply, w0, X, y)
+    tm, lam_c, a = q.apply_design(tm0, lam, tilt, shift, scale, xi, v)
+    weights = _heads.loo_weights(n) * valid
+    lam_min, lam_max = q.extreme_eigenvalues(tm, weights, lam_c)
+    lr = jnp.where(jnp.isnan(lr), default_lr(lam_max, lr_fraction), lr / scale)
+    w_min = q.minimizers(tm, weights, lam_c, tol=cg_tol, maxiter=maxiter)
+    gbar = weights @ tm.grads / weights.sum(axis=1, keepdims=True)
+    resid = jax.vmap(
+        lambda s, w, g: (
+            jnp.linalg.norm(q.operator(tm, s, lam_c)(w - tm.w0) + g) / jnp.linalg.norm(g)
+        )
+    )(weights, w_min, gbar)
+    r_S = q.quadratic_grads(tm, w_min[:1])[0]  # (n, p): r_i = grad lhat_i(w_S)
+    out = {
+        "tm": tm,
+        "lam": lam_c,
+        "lr": lr,
+        "w_min": w_min,
+        "cg_residual": resid,
+        "lam_min": lam_min,
+        "lam_max": lam_max,
+        "beta_i": q.per_sample_norms(tm),
+        "rho": jnp.linalg.norm(r_S, axis=1),
+        "rho_loo": jnp.linalg.norm(_own_grads(tm, w_min[1:]), axis=1),
+        "deviation": jnp.linalg.norm(r_S - valid @ r_S / jnp.sum(valid), axis=1),
+        "min_losses": _own_losses(tm, w_min),
+        "w_gd": q.gd_path(tm, weights, lam_c, lr, checkpoints),
+    }
+    if real:
+        from stabtheory.finetune import finetune_runs
+
+        w_real = finetune_runs(
+            apply,
+            w0,
+            X,
+            y,
+            weights,
+            jnp.full((n + 1,), lr),
+            lam_c,
+            checkpoints,
+            batch_size=batch_size,
+            linear=a,
+            scale=scale,
+        )
+        lin = jnp.einsum("ip,rcp->rci", a, w_real - w0)
+        out["w_real"] = w_real
+        out["real_losses"] = scale * (q.true_losses(apply, w_real, X, y) + lin)
+        out["quad_losses"] = q.quadratic_losses(tm, w_real)
+    return out
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "apply",
+        "real",
+        "cg_tol",
+        "maxiter",
+        "batch_size",
+        "vectorize",
+        "mesh",
+        "static_steps",
+    ),
+)
+def _evidence_program(
+    apply, batch: dict, checkpoints, *, vectorize, mesh, static_steps, **static
+) -> dict:
+    """:func:`_evidence_one` over a batch of problems (the leading axis of every array of
+    ``batch``; ``live`` 0 marks a placeholder), as one compiled program per (apply, batch,
+    n, p, C, real).
+
+    ``vectorize`` problems run at once (``jax.lax.map``; 1: one after another, ``None``:
+    all, ``jax.vmap``); with a ``mesh`` the batch is split over its devices
+    (``jax.shard_map``: every device maps over its own problems, no communication).
+    ``static_steps``: the checkpoints as a tuple of ints, or ``None`` (the traced
+    ``checkpoints``)."""
+
+    def local(b, c):
+        c = c if static_steps is None else static_steps
+
+        def one(x):
+            return _evidence_one(apply, **x, checkpoints=c, **static)
+
+        def live_or_skip(x):  # filler problems are skipped (computed, then dropped, in a vmap)
+            x = dict(x)
+            live = x.pop("live")
+            shapes = jax.eval_shape(one, x)
+            zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+            return jax.lax.cond(live > 0, one, lambda _: zeros, x)
+
+        if vectorize is None:
+            return jax.vmap(live_or_skip)(b)
+        return jax.lax.map(live_or_skip, b, batch_size=None if vectorize == 1 else vectorize)
+
+    if mesh is None:
+        return local(batch, checkpoints)
+    spec = jax.sharding.PartitionSpec(mesh.axis_names[0])
+    none = jax.sharding.PartitionSpec()
+    # check_vma=False: no collectives inside, and the placeholders' zeros are not "varying"
+    split = jax.shard_map(local, mesh=mesh, in_specs=(spec, none), out_specs=spec, check_vma=False)
+    return split(batch, checkpoints)
+
+
+def default_lr(lam_max: jax.Array, lr_fraction) -> jax.Array:
+    """The default GD step: ``lr_fraction / lambda_max``, the largest over S and every S\\i."""
+    return lr_fraction / jnp.max(lam_max)
+
+
+def _own_grads(tm: q.TaylorModel, W: jax.Array) -> jax.Array:
+    """``grad lhat_i(W[i])`` for every i (W: (n, p)) -> (n, p)."""
+    return tm.grads + q.sample_hvp(tm, W - tm.w0)
+
+
+def _own_losses(tm: q.TaylorModel, W: jax.Array) -> jax.Array:
+    """(2, n): ``lhat_i(w_S)`` and ``lhat_i(w_S\\i)`` for every i (W: the (n + 1, p) minimisers)."""
+    lq_S = q.quadratic_losses(tm, W[0])
+    D = W[1:] - tm.w0
+    Hd = q.sample_hvp(tm, D)
+    own = tm.loss0 + jnp.sum(tm.grads * D, axis=1) + 0.5 * jnp.sum(Hd * D, axis=1)
+    return jnp.stack([lq_S, own])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FTProblem:
+    """One fine-tuning problem for :func:`ft_evidence_batch` (the arguments of
+    :func:`ft_evidence`, whose docstring describes them)."""
+
+    params: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    lam: float = 0.05
+    lr: float | None = None
+    lr_fraction: float = 0.9
+    design: q.FTDesign | None = None
+    info: dict | None = None
+
+
+def _problem_arrays(problem: FTProblem, size: int) -> dict:
+    """The host arrays of one problem, padded to ``size`` samples of weight zero."""
+    from stabtheory.data import validate
+
+    X, y = validate(problem.X, problem.y)
+    design = problem.design or q.FTDesign()
+    w0 = np.asarray(problem.params, np.float64)
+    n, p = X.shape[0], w0.shape[0]
+    if size < n:
+        raise ValueError(f"pad_to must be at least n = {n}, got {size}.")
+    xi, v = design.directions(n, p)
+    lr = np.nan if problem.lr is None else problem.lr
+    return {
+        "w0": w0,
+        "X": np.concatenate([np.asarray(X, np.float64), np.zeros((size - n, X.shape[1]))]),
+        "y": np.concatenate([np.asarray(y, np.float64), np.ones(size - n)]),
+        "lam": np.float64(problem.lam),
+        "lr": np.float64(lr),
+        "lr_fraction": np.float64(problem.lr_fraction),
+        "tilt": np.float64(design.tilt),
+        "shift": np.float64(design.shift),
+        "scale": np.float64(design.scale),
+        "xi": np.concatenate([xi, np.zeros((size - n, p))]),
+        "v": v,
+        "valid": (np.arange(size) < n).astype(np.float64),
+    }
+
+
+def _evidence_from(arrays: dict, problem: FTProblem, steps: np.ndarray) -> FTEvidence:
+    """The :class:`FTEvidence` of one problem from its slice of the program's output (host
+    arrays), with the padding samples dropped."""
+    design = problem.design or q.FTDesign()
+    n = int(np.asarray(problem.X).shape[0])
+    get = {k: np.asarray(a) for k, a in arrays.items() if k != "tm"}
+    # masks S, S\\1..S\\n and samples 1..n (a no-op without padding)
+    for key in ("w_min", "cg_residual", "lam_min", "lam_max", "w_gd", "w_real"):
+        if key in get:
+            get[key] = get[key][: n + 1]
+    for key in ("beta_i", "rho", "rho_loo", "deviation"):
+        get[key] = get[key][:n]
+    get["min_losses"] = get["min_losses"][:, :n]
+    for key in ("real_losses", "quad_losses"):
+        if key in get:
+            get[key] = get[key][: n + 1, :, :n]
+    tm = arrays["tm"]
+    tm = tm._replace(**{f: getattr(tm, f)[:n] for f in ("loss0", "grads", "jac", "curv", "X", "y")})
+    config = {
+        "n": n,
+        "p": int(get["w_min"].shape[-1]),
+        "lam": float(get["lam"]),
+        "lr": float(get["lr"]),
+        "curvature": "ggn",
+        "tilt": float(design.tilt),
+        "shift": float(design.shift),
+        "scale": float(design.scale),
+        **(problem.info or {}),
+    }
+    return FTEvidence(
+        jax.tree.map(jnp.asarray, tm),
+        get["w_min"],
+        get["cg_residual"],
+        get["lam_min"],
+        get["lam_max"],
+        get["beta_i"],
+        get["rho"],
+        get["rho_loo"],
+        np.asarray(steps),
+        get["w_gd"],
+        get.get("w_real"),
+        get.get("real_losses"),
+        get.get("quad_losses"),
+        config,
+        deviation=get["deviation"],
+        min_losses=get["min_losses"],
+        design=design,
+    )
+
+
+def ft_evidence_batch(
+    apply,
+    problems,
+    *,
+    steps=(1, 10, 100, 1000),
+    real: bool = True,
+    cg_tol: float = 1e-12,
+    batch_size: int | None = None,
+    pad_to: int | None = None,
+    capacity: int | None = None,
+    vectorize: int | str | None = "auto",
+    mesh: jax.sharding.Mesh | None = None,
+    static_steps: bool = False,
+) -> list[FTEvidence]:
+    """:func:`ft_evidence` for many problems of one network at once: one compiled program.
+
+    Args:
+      apply: ``apply(w, x) -> logit`` shared by the problems (same parameter count p).
+      problems: a sequence of :class:`FTProblem`.
+      steps, real, cg_tol, batch_size: as in :func:`ft_evidence`, shared.
+      pad_to: the common sample size (>= every problem's n; default the largest n): smaller
+        problems are padded with samples of weight zero.
+      capacity: the batch size of the compiled program (>= ``len(problems)``; default
+        ``len(problems)``): the batch is filled up with placeholders (skipped when problems
+        run one after another, computed and dropped in a vmap), so that batches of
+        different lengths share one compilation.
+      vectorize: how many problems run at once inside the program: 1 runs them one after
+        another (each as the single-problem program: the fastest on a CPU, where a vmapped
+        batch is about 30% slower per problem), ``None`` all at once (``jax.vmap``, for a
+        GPU or TPU), ``k`` in groups of k. ``"auto"``: 1 on the CPU backend, else ``None``.
+      mesh: a one-axis :class:`jax.sharding.Mesh`: the batch (filled up to a multiple of its
+        size) is split over its devices, each mapping over its own problems; the results
+        equal the single-device ones up to rounding (about 1e-13 measured on host
+        devices). On one device with ``vectorize=1`` a problem's results do not depend on
+        the batch it runs in (its other problems, their order, the capacity).
+      static_steps: compile the checkpoint values into the program (fixed-length loops
+        between them, which XLA optimises better on a GPU; a new compilation per ``steps``)
+        instead of tracing them.
+
+    Returns:
+      One :class:`FTEvidence` per problem, in order, each as :func:`ft_evidence` returns it
+      (up to rounding).
+    """
+    problems = list(problems)
+    if not problems:
+        return []
+    size = max(int(np.asarray(p.X).shape[0]) for p in problems)
+    size = size if pad_to is None else int(pad_to)
+    capacity = len(problems) if capacity is None else int(capacity)
+    if capacity < len(problems):
+        raise ValueError(f"capacity {capacity} < {len(problems)} problems.")
+    if vectorize == "auto":
+        vectorize = 1 if jax.default_backend() == "cpu" else None
+    if mesh is not None:
+        capacity += (-capacity) % mesh.size
+    rows = [{**_problem_arrays(p, size), "live": np.int32(1)} for p in problems]
+    rows += [{**rows[-1], "live": np.int32(0)}] * (capacity - len(rows))
+    batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    if mesh is not None:
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names[0]))
+        batch = jax.device_put(batch, sharding)
+    p = int(rows[0]["w0"].shape[0])
+    arrays = _evidence_program(
+        apply,
+        batch,
+        jnp.asarray(np.asarray(steps, dtype=np.int64)),
+        vectorize=vectorize,
+        mesh=mesh,
+        static_steps=_heads.static_checkpoints(steps) if static_steps else None,
+        real=bool(real),
+        cg_tol=float(cg_tol),
+        maxiter=10 * p,
+        batch_size=batch_size,
+    )
+    arrays = jax.device_get(arrays)
+    return [
+        _evidence_from(jax.tree.map(lambda a, j=j: a[j], arrays), problem, steps)
+        for j, problem in enumerate(problems)
+    ]
+
+
+def ft_evidence(
+    apply,
+    params,
+    X,
+    y,
+    *,
+    lam: float = 0.05,
+    lr: float | None = None,
+    lr_fraction: float = 0.9,
+    steps=(1, 10, 100, 1000),
+    real: bool = True,
+    cg_tol: float = 1e-12,
+    batch_size: int | None = None,
+    design: q.FTDesign | None = None,
+    pad_to: int | None = None,
+    info: dict | None = None,
+) -> FTEvidence:
+    """Expand, solve and train everything the FT checks need, for S and every S\\i.
+
+    One compiled program per (``apply``, n, p, number of checkpoints, ``real``): sweeping
+    ``lam``, ``lr``, the design or the checkpoint values never recompiles. Many problems
+    run as one compiled program with :func:`ft_evidence_batch`.
+
+    Args:
+      apply: ``apply(w, x) -> logit``, ``w`` a flat (p,) vector.
+      params: pre-trained flat weights ``w0``.
+      X, y: task data, labels in {-1, +1}.
+      lam: the pull toward w0 (L2-SP); the theorems need ``Lam > 0``, which ``lam > 0``
+        guarantees for the Gauss-Newton curvature.
+      lr: GD step; default ``lr_fraction / lambda_max`` (the largest over S and every S\\i).
+      lr_fraction: the step as a fraction of ``1 / lambda_max`` when ``lr`` is not given.
+      steps: GD checkpoints.
+      real: also fine-tune the real network (GD on the true loss) on every mask.
+      cg_tol: relative residual at which conjugate gradients stop.
+      batch_size: fine-tune the real network's masks in chunks of this size (memory).
+      design: a controlled design (:class:`~stabtheory.quadratic.FTDesign`: zero-sum tilt,
+        curvature-matched shift, loss scaling), applied to the Taylor model and the real
+        network alike. ``lam`` and ``lr`` are the plain problem's: the loss-scaling control
+        runs ``scale * lam`` and ``lr / scale`` (the default ``lr`` scales by itself).
+        Every reported quantity (``rho``, ``Lam``, ``beta``, losses, ``config["lam"]``,
+        ``config["lr"]``) is the designed problem's.
+      pad_to: run the compiled program of this sample size (>= n), padding with samples of
+        weight zero in every mask, so that several sizes share one compilation; the
+        results are those of the unpadded problem (up to rounding).
+      info: extra entries of ``config``.
+    """
+    problem = FTProblem(params, X, y, lam, lr, lr_fraction, design, info)
+    return ft_evidence_batch(
+        apply,
+        [problem],
+        steps=steps,
+        real=real,
+        cg_tol=cg_tol,
+        batch_size=batch_size,
+        pad_to=pad_to,
+    )[0]

@@ -1,0 +1,359 @@
+r"""Head-tuning evidence: the runs on S and every S\\i, their max margins and shared checks.
+
+:func:`head_evidence` trains S and every S\\i (one vmapped batch), solves every max margin
+and measures what the head theorems share (:class:`HeadEvidence`); the assumption checks that
+several theorems make are here too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+
+from stabtheory.bounds.head.lemmas import (
+    LOO_CHANGE,
+    LOO_CHANGE_SYMBOLS,
+    delta,
+    direction_gap,
+    gamma,
+)
+from stabtheory.bounds.theorem import Assumption, BoundCheck, all_hold, tolerance
+from stabtheory.data import validate
+from stabtheory.margin import LooMaxMargin, loo_max_margin, max_margin
+from stabtheory.stability import Simulation, per_sample_stability, simulate
+
+__all__ = [
+    "HeadEvidence",
+    "finite",
+    "head_evidence",
+    "head_result",
+    "margin_certificate",
+    "nonzero",
+    "separable",
+    "step_size",
+    "trivial_bound",
+]
+
+_per_sample_stability = jax.jit(per_sample_stability, static_argnames=("notion", "loss"))
+# Lemma H-1's e(gamma, delta) and Lemma H-2's D_i as JAX functions, generated from the sympy
+# expressions (the D_i one is the function head.svm_loo's Theorem.evaluate compiles)
+_direction_gap = jax.jit(sp.lambdify((gamma, delta), direction_gap(gamma, delta), modules="jax"))
+_loo_change = jax.jit(sp.lambdify(LOO_CHANGE_SYMBOLS, LOO_CHANGE, modules="jax"))
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadEvidence:
+    """Everything the head checks share for one configuration.
+
+    Attributes:
+      X, y, Z: data of S (float64), ``Z = y x``.
+      sim: the leave-one-out :class:`~stabtheory.stability.Simulation`.
+      loo: :class:`~stabtheory.margin.LooMaxMargin` (max margins of S and every S\\i).
+      radius, radius_loo: R of S and of every S\\i, (n,).
+      w: predictor weights, (runs, C, d); ``directions`` their unit vectors.
+      delta_S: (C,) gamma(S) - normalised margin of the S run on S.
+      delta_loo: (C, n) gamma(S\\i) - normalised margin of the S\\i run on S\\i.
+      allowance: rounding allowance ``d eps R`` of one computed margin.
+      config: the configuration.
+
+    The deltas are conservative (never smaller than the exact ones): they use the certified
+    upper max margins and subtract ``allowance`` from every computed margin, since the
+    bounds grow with delta and with gamma at a fixed achieved margin.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    Z: np.ndarray
+    sim: Simulation
+    loo: LooMaxMargin
+    radius: float
+    radius_loo: np.ndarray
+    w: np.ndarray
+    directions: np.ndarray
+    delta_S: np.ndarray
+    delta_loo: np.ndarray
+    allowance: float
+    config: dict
+    _empirical: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self.sim.steps
+
+    @property
+    def optimizer(self) -> str:
+        """The training algorithm of the runs (``"gd"`` or ``"ngd"``)."""
+        return self.config["optimizer"]
+
+    def measures(self, notion: str) -> bool:
+        """Whether it holds the empirical values of ``notion`` (every head notion: yes)."""
+        del notion
+        return True
+
+    @classmethod
+    def for_check(
+        cls,
+        X,
+        y,
+        *,
+        optimizer: str | None,
+        loss: str,
+        lr: float | None,
+        steps,
+        init,
+        heads_per_run: int,
+        dtype,
+        **_,
+    ) -> HeadEvidence:
+        """:func:`head_evidence` with :func:`~stabtheory.bounds.check_bound`'s arguments (a
+        step ``lr`` of 1.0 and plain GD when not given; the fine-tuning ones are ignored)."""
+        return head_evidence(
+            X,
+            y,
+            loss=loss,
+            lr=1.0 if lr is None else lr,
+            steps=steps,
+            init=init,
+            optimizer="gd" if optimizer is None else optimizer,
+            heads_per_run=heads_per_run,
+            dtype=dtype,
+        )
+
+    @property
+    def gamma_upper(self) -> float:
+        """Certified upper bound of gamma(S)."""
+        return float(self.loo.full.margin_upper)
+
+    @property
+    def gamma_loo_upper(self) -> np.ndarray:
+        """Certified upper bounds of gamma(S\\i), (n,)."""
+        return self.loo.margins + self.loo.duality_gaps
+
+    @property
+    def solver_gap(self) -> float:
+        """Lemma H-1's bound on ``||u_S - u_hat_S||``: the solver's direction ``u_hat_S`` has
+        margin ``>= margin - allowance`` and gamma(S) ``<= gamma_upper``, so
+        ``e(gamma_upper, gamma_upper - margin + allowance)`` (about ``sqrt(4 gap / gamma)``;
+        ~1e-7 for a converged solve)."""
+        eps = self.gamma_upper - (self.loo.full.margin - self.allowance)
+        return float(_direction_gap(self.gamma_upper, eps))
+
+    @property
+    def solver_gap_loo(self) -> np.ndarray:
+        """(n,) Lemma H-1's bound on ``||u_S\\i - u_hat_S\\i||`` (solver's direction of S\\i;
+        for an i that was not re-solved it is ``u_hat_S`` and the bound is :attr:`solver_gap`)."""
+        eps = self.gamma_loo_upper - (self.loo.margins - self.allowance)
+        return np.asarray(_direction_gap(self.gamma_loo_upper, eps))
+
+    @property
+    def certified_inactive(self) -> np.ndarray:
+        """(n,) the ``z_i`` that are inactive for the exact ``u_S``, so ``u_S\\i = u_S``:
+        ``z_i . u_hat_S - ||z_i|| solver_gap - allowance > gamma_upper`` (not re-solved)."""
+        v = self.Z @ self.loo.full.direction
+        slack = np.linalg.norm(self.Z, axis=1) * self.solver_gap + self.allowance
+        return (v - slack > self.gamma_upper) & ~self.loo.resolved
+
+    @property
+    def D(self) -> np.ndarray:
+        """Lemma H-2's D_i with the solver gap terms, (n,): a bound on ``||u_S - u_S\\i||`` for
+        the exact directions and on the computed change ``||u_hat_S - u_hat_S\\i||``; 0 for
+        the certified inactive constraints."""
+        gamma_i = self.gamma_loo_upper
+        delta_i = gamma_i - (self.loo.min_other - self.allowance)
+        eps = self.gamma_upper - (self.loo.full.margin - self.allowance)
+        eps_i = gamma_i - (self.loo.margins - self.allowance)
+        args = (delta_i, gamma_i, self.gamma_upper, eps, eps_i)
+        value = np.asarray(_loo_change(*(jnp.asarray(a, dtype=jnp.float64) for a in args)))
+        return np.where(self.certified_inactive, 0.0, value)
+
+    def empirical(self, notion: str) -> np.ndarray:
+        """(C, n) leave-one-out stability of the runs (computed once per notion)."""
+        if notion not in self._empirical:
+            w = self.sim.trajectory.w
+            self._empirical[notion] = np.asarray(
+                _per_sample_stability(w[0], w[1:], self.sim.Z, notion, loss=self.sim.loss)
+            ).T
+        return self._empirical[notion]
+
+
+def head_evidence(
+    X,
+    y,
+    *,
+    loss: str = "exponential",
+    lr: float = 1.0,
+    steps=1000,
+    init=None,
+    optimizer: str = "gd",
+    heads_per_run: int = 1,
+    dtype=jnp.float64,
+    loo: LooMaxMargin | None = None,
+    sim: Simulation | None = None,
+) -> HeadEvidence:
+    """Train S and every S\\i, solve every max margin, and measure the shared quantities.
+
+    ``loo`` (the leave-one-out max margins) and ``sim`` (the leave-one-out runs, e.g. from a
+    batched sweep) are used as given when passed; they must belong to ``X, y`` and to the
+    other arguments.
+
+    Raises:
+      NotSeparableError: S is not separable through the origin.
+    """
+    X, y = validate(X, y)
+    if loo is None:
+        loo = loo_max_margin(X, y, result=max_margin(X, y))
+    if sim is None:
+        sim = simulate(
+            X,
+            y,
+            loss=loss,
+            lr=lr,
+            steps=steps,
+            init=init,
+            heads_per_run=heads_per_run,
+            optimizer=optimizer,
+            dtype=dtype,
+        )
+    Z = y[:, None] * X
+    norms = np.linalg.norm(X, axis=1)
+    nn = X.shape[0]
+    # R of S\i: the max norm over the other samples.
+    order = np.argsort(norms)
+    radius_loo = np.full(nn, norms[order[-1]])
+    radius_loo[order[-1]] = norms[order[-2]]
+    w = np.asarray(sim.trajectory.w, dtype=np.float64).mean(axis=-2)  # (runs, C, d)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        directions = w / np.linalg.norm(w, axis=-1, keepdims=True)
+    margins = directions @ Z.T  # (runs, C, n)
+    allowance = X.shape[1] * np.finfo(np.float64).eps * float(norms.max())
+    delta_S = loo.full.margin_upper - (margins[0].min(axis=-1) - allowance)
+    own = margins[1:].copy()  # (n, C, n): run i's margins on every sample
+    idx = np.arange(nn)
+    own[idx, :, idx] = np.inf  # S\i excludes z_i
+    gamma_loo_upper = loo.margins + loo.duality_gaps
+    delta_loo = (gamma_loo_upper[:, None] - (own.min(axis=-1) - allowance)).T  # (C, n)
+    config = {
+        "loss": loss,
+        "lr": float(lr),
+        "optimizer": optimizer,
+        "heads": heads_per_run,
+        "n": nn,
+        "d": X.shape[1],
+        "R": float(norms.max()),
+        "gamma": float(loo.full.margin),
+        "init": "zero" if init is None else "given",
+        "dtype": np.dtype(dtype).name,
+    }
+    return HeadEvidence(
+        X,
+        y,
+        Z,
+        sim,
+        loo,
+        float(norms.max()),
+        radius_loo,
+        w,
+        directions,
+        delta_S,
+        delta_loo,
+        allowance,
+        config,
+    )
+
+
+# ----------------------------------------------------------------------------- shared checks
+def separable(ev: HeadEvidence) -> Assumption:
+    """``gamma(S) > 0``, certified by the max-margin solver."""
+    return Assumption.measure(
+        "gamma(S) > 0",
+        "S is separable through the origin (certified by the max-margin solver)",
+        ev.loo.full.margin,
+        ">",
+        0.0,
+    )
+
+
+def finite(ev: HeadEvidence) -> Assumption:
+    """Every run stayed finite."""
+    return Assumption.measure(
+        "finite weights",
+        "every run stayed finite (1 if so; a diverged run, e.g. the exponential loss from a "
+        "start with huge negative margins, is not covered)",
+        float(np.all(np.isfinite(ev.w))),
+        "==",
+        1.0,
+    )
+
+
+def margin_certificate(ev: HeadEvidence) -> Assumption:
+    """No run's margin exceeds the certified upper max margin (``delta(t) >= 0``)."""
+    deltas = np.concatenate([ev.delta_S.ravel(), ev.delta_loo.ravel()])
+    finite = deltas[np.isfinite(deltas)]
+    worst = float(finite.min()) if finite.size else float("nan")
+    return Assumption.measure(
+        "delta(t) >= 0",
+        "no GD direction has a larger margin than the certified upper max margin (min "
+        "conservative delta over runs and checkpoints; negative would mean a wrong solver)",
+        worst,
+        ">=",
+        0.0,
+    )
+
+
+def step_size(ev: HeadEvidence, lr: float, name: str) -> Assumption:
+    """``eta R^2 <= 1`` (Theorems H-2 and H-3), worst over S and every S\\i."""
+    worst = lr * max(ev.radius, float(ev.radius_loo.max())) ** 2
+    return Assumption.measure(
+        "eta R^2 <= 1",
+        f"step size condition {name} <= 1 (worst over S and every S\\i)",
+        worst,
+        "<=",
+        1.0,
+    )
+
+
+def nonzero(ev: HeadEvidence) -> Assumption:
+    """Every trained head is non-zero (pointwise in t)."""
+    norms = np.linalg.norm(ev.w, axis=-1)
+    return Assumption.measure(
+        "||w(t)|| > 0",
+        "every trained head is non-zero, so its direction is defined",
+        norms.min(),
+        ">",
+        0.0,
+        pointwise=True,
+    )
+
+
+def trivial_bound(notion: str):
+    """The trivial bound of a unit-vector distance (2); ``None`` for the other notions."""
+    return 2.0 if "direction" in notion else None
+
+
+def head_result(
+    theorem, notion, ev, bound, empirical, assumptions, applicable_at, trivial=None
+) -> BoundCheck:
+    """The :class:`BoundCheck` of ``theorem``: NaN bounds where it does not apply (a
+    checkpoint outside ``applicable_at`` or a failing assumption that is not pointwise)."""
+    applicable_at = np.asarray(applicable_at, bool) & all_hold(assumptions)
+    bound = np.where(applicable_at[:, None], bound, np.nan)
+    return BoundCheck(
+        theorem=theorem.id,
+        notion=notion,
+        steps=ev.steps,
+        bound=bound,
+        empirical=empirical,
+        applicable_at=applicable_at,
+        assumptions=tuple(assumptions),
+        tol=tolerance(np.dtype(ev.config["dtype"])),
+        config=dict(ev.config),
+        trivial=trivial_bound(notion) if trivial is None else trivial,
+    )

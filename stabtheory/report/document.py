@@ -1,0 +1,214 @@
+"""The report document: ``report.json`` (:func:`build_report`), ``report.md`` and the figures
+(:func:`write_report`), assembled from every registered study's report hooks."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from stabtheory.bounds import REGISTRY
+from stabtheory.report.figures import figure_workers
+from stabtheory.report.format import fmt, jsonable
+from stabtheory.simulations import STUDIES, engine
+
+__all__ = ["SCHEMA", "build_report", "headline", "markdown", "write_report"]
+
+SCHEMA = "stabtheory.report/1"
+
+
+def build_report(studies: Mapping[str, Any], *, environment: dict | None = None) -> dict:
+    """The report as a JSON-able dict (schema ``stabtheory.report/1``).
+
+    ``studies`` maps registry names (:data:`stabtheory.simulations.STUDIES`) to the results of
+    the studies that ran; each study's report hooks give its check rows, verdicts, its entry
+    under ``studies`` and any table of its own (``taylor``, ``stabilizers``). The report holds
+    no wall times (they go to ``timings.json``), so a resumed run and an uninterrupted one
+    write the same report.
+    """
+    checks, verdicts, entries, extra = [], [], {}, {}
+    for name, study in studies.items():
+        part = STUDIES[name].section(study)
+        checks += part["checks"]
+        verdicts += part["claims"]
+        entries[name] = part["study"]
+        extra.update(part["extra"])
+    report = {
+        "schema": SCHEMA,
+        "checks": checks,
+        "claims": [v.to_dict() for v in verdicts],
+        "theorems": [th.to_dict() for th in REGISTRY.values()],
+        "derived": {th.id: facts for th in REGISTRY.values() if (facts := th.facts())},
+        "violations": sum(c["violations"] for c in checks if c["applicable"]),
+        "headline": headline(checks),
+        "studies": entries,
+        "environment": {
+            **(environment or engine.environment({})),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        },
+        **extra,
+    }
+    return jsonable(report)
+
+
+def headline(checks: list[dict]) -> dict:
+    """The count of applicable check rows by outcome (docs/theory.md section 6).
+
+    ``violations``: rows with at least one violation; ``vacuous``: passing rows whose every
+    compared entry has a bound at least the trivial bound (they say nothing);
+    ``informative``: the other passing rows (some entry below the trivial bound, or a notion
+    without a trivial bound); ``not_applicable``: rows whose theorem applies nowhere.
+    """
+    rows = [c for c in checks if c["applicable"]]
+    passing = [c for c in rows if not c["violations"]]
+    vacuous = [c for c in passing if c["vacuous_share"] == 1.0]
+    return {
+        "violations": sum(1 for c in rows if c["violations"]),
+        "informative": len(passing) - len(vacuous),
+        "vacuous": len(vacuous),
+        "not_applicable": len(checks) - len(rows),
+    }
+
+
+def _interval_text(value, ci, sign: str = "") -> str:
+    lo, hi = ci if ci else (None, None)
+    if value is None:
+        return "n/a"
+    if sign:
+        return f"{value:+.2f} [{_signed(lo)}, {_signed(hi)}]"
+    return f"x{fmt(value)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def _signed(x) -> str:
+    return "n/a" if x is None else f"{x:+.2f}"
+
+
+def _regime_text(v: dict, r: dict) -> str:
+    """One regime of a claim in the markdown table: name, design, tau [CI], effect, verdict.
+
+    A regime of design ``control`` is marked as not counted (unless every regime is one).
+    """
+    st, eff = r["statistic"], r["effect"]
+    unit = "seeds" if "mechanism" in r else "draws"  # the stabilizers replicate seeds
+    parts = [f"{r['name']} ({r['design']}, {r['replicates']} {unit})"]
+    if st.get("tau") is not None:
+        sign = f", sign p={fmt(st['sign_p'])}" if st.get("sign_p") is not None else ""
+        parts.append(f"tau {_interval_text(st['tau'], st['ci'], '+')}{sign}")
+    if st.get("p_value") is not None:  # stabilizers: Brown-Forsythe p of the spread ratio
+        parts.append(f"BF p={fmt(st['p_value'])}")
+    parts.append(f"effect {_interval_text(eff['ratio'], eff['ci'])}")
+    if "mechanism" in r:
+        parts.append(f"mechanism {r['mechanism']['verdict']}")
+    counted = r["design"] != "control" or all(x["design"] == "control" for x in v["regimes"])
+    word = r["verdict"] if counted else f"{r['verdict']}, not counted"
+    return f"{'; '.join(parts)}: {word}"
+
+
+def _fact_text(value) -> str:
+    """A derived fact in words: LaTeX strings in ``$...$``, dicts as ``key = value`` lists."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} = {_fact_text(v)}" for k, v in value.items())
+    if isinstance(value, str):
+        return f"${value}$"
+    return str(value)
+
+
+def markdown(report: dict, figures: list[str]) -> str:
+    """``report.md``: the headline, the theorems, every study's sections, the claims and the
+    figures."""
+    lines = ["# stabtheory verify report", ""]
+    env = report["environment"]
+    reps = ", ".join(f"{k} {v}" for k, v in env["replicates"].items()) or "none"
+    lines.append(
+        f"Schema `{report['schema']}`; stabtheory {env['stabtheory']}, jax {env['jax']} on "
+        f"{env['backend']} ({env['devices']} x {env['device_kind']}); data draws per "
+        f"configuration: {reps}; **{report['violations']} violations** of rigorous bounds."
+    )
+    h = report["headline"]
+    lines += [
+        "",
+        f"**Headline:** of {len(report['checks'])} check rows, {h['violations']} with a "
+        f"violation, {h['informative']} informative passes, {h['vacuous']} vacuous passes "
+        f"(every compared bound at least the trivial bound, so the pass says nothing), "
+        f"{h['not_applicable']} where the theorem does not apply (docs/theory.md section 6).",
+    ]
+    lines += ["", "## Theorems", ""]
+    for th in report["theorems"]:
+        lines.append(f"- `{th['id']}`: {th['title']}. {th['reference']}.")
+        lines.append(f"  $${th['latex']}$$")
+    lines += ["", "Derived with sympy from the statements and their positivity assumptions:", ""]
+    lines += [
+        f"- `{theorem}`, {name}: {_fact_text(value)}"
+        for theorem, facts in report["derived"].items()
+        for name, value in facts.items()
+    ]
+    lines.append("")
+    for name in report["studies"]:
+        lines += STUDIES[name].markdown(report)
+    lines += [
+        "",
+        "## Claims",
+        "",
+        "| claim | notion | verdict | effect ratio [95% CI] | draws | regimes (name (design, "
+        "draws); tau [95% CI]; effect: verdict) | figure |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in report["claims"]:
+        regs = "<br>".join(_regime_text(v, r) for r in v["regimes"])
+        effect = _interval_text(v["effect"]["ratio"], v["effect"]["ci"])
+        lines.append(
+            f"| {v['id']} | {v['notion']} | **{v['verdict']}** | {effect} | {v['replicates']} "
+            f"| {regs} | {v['figure']} |"
+        )
+    names = dict.fromkeys(v["statistic"]["name"] for v in report["claims"])
+    lines += [
+        "",
+        "Statistics: " + "; ".join(f"({k + 1}) {n}" for k, n in enumerate(names)) + ". "
+        "Tau intervals and effect intervals resample the independent data draws of each "
+        "configuration, then the samples within each draw (docs/theory.md section 6). The "
+        "effect is the mean instability at the largest parameter value over that at the "
+        "smallest (a spread ratio method / plain for the stabilizers); 'draws' is the smallest "
+        "number of independent draws (seeds for the stabilizers) behind a counted regime. "
+        "Regimes of design 'control' hold by construction and are not counted. "
+        "'regime-dependent' means some regimes support and others refute the claim.",
+        "",
+        "## Figures",
+        "",
+    ]
+    lines += [f"![{f}]({f})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    studies: Mapping[str, Any],
+    out: Path,
+    *,
+    environment: dict | None = None,
+    workers: int = 1,
+) -> dict:
+    """Write ``report.json``, ``report.md`` and the figures into ``out``; return the report.
+
+    The report files are written last, each atomically (temporary file, then rename), so a
+    ``report.json`` exists only when the whole report was written. ``workers > 1`` renders
+    the figures in that many spawned processes (the same files, faster on several cores).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    report = build_report(studies, environment=environment)
+    figures = []
+    with figure_workers(workers):
+        for name, study in studies.items():
+            figures += STUDIES[name].figures(study, out)
+    report["figures"] = figures
+    _atomic_write(out / "report.md", markdown(report, figures))
+    _atomic_write(out / "report.json", json.dumps(report, indent=1, allow_nan=False))
+    return report
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
