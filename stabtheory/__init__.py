@@ -1,8 +1,9 @@
 """stabtheory: the theory of fine-tuning stability (Fu, So & Collier 2023) on a test bench.
 
-Bounds are sympy expressions evaluated in JAX; trainings of S, every leave-one-out set and
-many seeds or hyperparameters run as one vmapped computation; empirical stability is checked
-against the bounds, assumption by assumption, and the paper's claims get verdicts.
+The package follows the flow of the science (README "What is where"): ``data`` and ``svm``
+(datasets, validation, exact max margins) -> ``linear_heads`` and ``full_finetuning`` (trainers,
+testbeds, the Taylor model) and ``stabilizers`` (MMR, MHLoss, SURT) -> ``bounds`` (theorems,
+each with its check) -> ``statistics`` and ``claims`` -> ``simulations`` (studies) -> ``report``.
 
 Importing stabtheory enables float64 in JAX (``jax_enable_x64``): theory checks run in
 float64. Arrays created as float32 stay float32.
@@ -12,9 +13,15 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from stabtheory import bounds, claims, data, heads, margin, stability  # noqa: E402
+from stabtheory import bounds, claims, data, linear_heads, statistics, svm  # noqa: E402
 from stabtheory.bounds import REGISTRY, check_bound  # noqa: E402
-from stabtheory.data import Dataset, planted_margin, soudry_fig1, validate  # noqa: E402
+from stabtheory.data import (  # noqa: E402
+    Dataset,
+    add_bias,
+    planted_margin,
+    soudry_fig1,
+    validate,
+)
 from stabtheory.errors import (  # noqa: E402
     InvalidDataError,
     MaxMarginConvergenceError,
@@ -22,17 +29,17 @@ from stabtheory.errors import (  # noqa: E402
     StabtheoryError,
     UnknownTheoremError,
 )
-from stabtheory.margin import (  # noqa: E402
-    LooMaxMargin,
-    MaxMarginResult,
-    loo_max_margin,
-    max_margin,
-)
-from stabtheory.stability import (  # noqa: E402
+from stabtheory.linear_heads import (  # noqa: E402
     StabilityEstimate,
     loo_stability,
     replace_one_stability,
     seed_stability,
+)
+from stabtheory.svm import (  # noqa: E402
+    LooMaxMargin,
+    MaxMarginResult,
+    loo_max_margin,
+    max_margin,
 )
 
 __version__ = "0.1.0"
@@ -48,19 +55,20 @@ __all__ = [
     "StabilityEstimate",
     "StabtheoryError",
     "UnknownTheoremError",
+    "add_bias",
     "bounds",
     "check_bound",
     "claims",
     "data",
-    "heads",
+    "linear_heads",
     "loo_max_margin",
     "loo_stability",
-    "margin",
     "max_margin",
     "planted_margin",
     "replace_one_stability",
     "seed_stability",
     "soudry_fig1",
-    "stability",
+    "statistics",
+    "svm",
     "validate",
 ]

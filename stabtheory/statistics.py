@@ -9,7 +9,7 @@ r"""The statistics every study's verdicts and figures use (docs/theory.md sectio
   the smallest) with its interval from the *same* bootstrap replicates, and the sign test on
   the per-draw taus (:func:`sign_test`).
 * :func:`bootstrap_mean_ci`: the percentile interval of a mean over samples
-  (:class:`stabtheory.stability.StabilityEstimate`).
+  (:class:`stabtheory.linear_heads.StabilityEstimate`).
 * Two-sample statistics of the stabilizer study: :func:`std_ratio`, :func:`bootstrap_ratio`,
   :func:`mean_difference`, :func:`mean_ratio`, :func:`brown_forsythe` (and
   :func:`sample_std`).

@@ -7,15 +7,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st_
 
 import stabtheory  # noqa: F401
-from stabtheory import finetune
+from stabtheory import full_finetuning as ff
 from stabtheory.bounds import check_bound, get
 from stabtheory.bounds import finetune as ft
 
 
 @pytest.fixture(scope="module")
 def bed():
-    return finetune.make_testbed(
-        "synthetic", n=12, pretrain_steps=100, hidden=(8,), features=4, d_in=6
+    return ff.make_testbed(
+        ff.TestbedConfig(
+            task="synthetic", n=12, pretrain_steps=100, hidden=(8,), features=4, d_in=6
+        )
     )
 
 
@@ -103,8 +105,8 @@ def test_ft_needs_a_model(bed):
 def test_an_exactly_singular_taylor_operator_is_not_applicable():
     # p <= n and lam = 0 with a zero head: the Gauss-Newton matrix has rank < p, so A_S is
     # singular; eigenvalue rounding noise must not pass for Lam > 0.
-    bed = finetune.make_testbed(
-        "synthetic", n=60, pretrain_steps=0, hidden=(3,), features=2, d_in=2
+    bed = ff.make_testbed(
+        ff.TestbedConfig(task="synthetic", n=60, pretrain_steps=0, hidden=(3,), features=2, d_in=2)
     )
     w0 = np.array(bed.w0)
     lo, hi = bed.info["head_slice"]

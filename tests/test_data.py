@@ -11,7 +11,7 @@ from scipy.optimize import nnls
 
 from stabtheory import data
 from stabtheory.errors import InvalidDataError
-from stabtheory.max_margin import max_margin
+from stabtheory.svm import max_margin
 
 TOL = tol(np.float64)
 

@@ -8,7 +8,7 @@ from helpers import tol
 
 from stabtheory import data
 from stabtheory.errors import InvalidDataError, NotSeparableError
-from stabtheory.max_margin import max_margin
+from stabtheory.svm import max_margin
 
 TOL = tol(np.float64)
 

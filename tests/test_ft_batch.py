@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import stabtheory  # noqa: F401
-from stabtheory import finetune, quadratic
+from stabtheory import full_finetuning as ff
 from stabtheory.bounds import finetune as ft
 from stabtheory.simulations import finetune as study
 
@@ -28,14 +28,14 @@ FIELDS = ("w_min", "lam_min", "lam_max", "rho", "rho_loo", "deviation", "w_gd", 
 
 @pytest.fixture(scope="module")
 def bed():
-    return finetune.make_testbed(
-        "synthetic", n=10, pretrain_steps=50, hidden=(8,), features=4, d_in=6
+    return ff.make_testbed(
+        ff.TestbedConfig(task="synthetic", n=10, pretrain_steps=50, hidden=(8,), features=4, d_in=6)
     )
 
 
 def problems(bed):
     """Three problems of different sizes, steps and designs on one network."""
-    design = quadratic.FTDesign(tilt=0.2, shift=0.1, scale=2.0, seed=1)
+    design = ff.FTDesign(tilt=0.2, shift=0.1, scale=2.0, seed=1)
     return [
         ft.FTProblem(bed.w0, bed.X, bed.y, lam=0.1, info={"k": 0}),
         ft.FTProblem(bed.w0, bed.X[:7], bed.y[:7], lam=0.3, lr_fraction=0.5, design=design),
@@ -110,15 +110,15 @@ _SHARDED = textwrap.dedent(
     import numpy as np
     import stabtheory
     import jax
-    from stabtheory import finetune, quadratic
+    from stabtheory import full_finetuning as ff
     from stabtheory.bounds import finetune as ft
     from stabtheory.simulations import engine
 
     assert jax.local_device_count() == 4
-    bed = finetune.make_testbed(
-        "synthetic", n=10, pretrain_steps=50, hidden=(8,), features=4, d_in=6
+    bed = ff.make_testbed(
+        ff.TestbedConfig(n=10, pretrain_steps=50, hidden=(8,), features=4, d_in=6)
     )
-    design = quadratic.FTDesign(tilt=0.2, seed=1)
+    design = ff.FTDesign(tilt=0.2, seed=1)
     problems = [
         ft.FTProblem(bed.w0, bed.X[:n], bed.y[:n], lam=0.1, design=design) for n in (6, 8, 10)
     ]
@@ -240,7 +240,7 @@ def test_evidence_batches_of_one_shape_trace_once(bed):
     ft.ft_reference(apply, bed.w0, bed.X, bed.y, lam=0.1, steps=STEPS)
     traced = apply.calls
     assert traced > 0
-    design = quadratic.FTDesign(tilt=0.5, shift=0.3, scale=3.0, seed=2)
+    design = ff.FTDesign(tilt=0.5, shift=0.3, scale=3.0, seed=2)
     others = [ft.FTProblem(bed.w0, bed.X[:6], bed.y[:6], lam=0.2, lr=0.05, design=design)]
     ft.ft_evidence_batch(apply, others * 2, steps=(2, 20, 40), pad_to=10, capacity=3)
     ft.ft_reference(apply, 0.5 * np.asarray(bed.w0), bed.X, bed.y, lam=0.3, steps=(1, 7))

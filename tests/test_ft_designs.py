@@ -13,7 +13,7 @@ from jax import monitoring
 from stabtheory import full_finetuning as ff
 from stabtheory.bounds import check_bound, get
 from stabtheory.bounds import finetune as ft
-from stabtheory.heads import loo_weights
+from stabtheory.linear_heads import loo_weights
 
 STEPS = (1, 10, 100, 1000)
 

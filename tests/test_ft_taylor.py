@@ -7,7 +7,7 @@ import pytest
 
 import stabtheory  # noqa: F401  (float64)
 from stabtheory import full_finetuning as ff
-from stabtheory import heads
+from stabtheory import linear_heads
 
 
 def tiny_net(d=3, h=4):
@@ -55,7 +55,7 @@ def test_gradients_match_autodiff(problem):
 
 def test_exact_extreme_eigenvalues_match_dense(problem):
     _, tm, n, _ = problem
-    W = heads.loo_weights(n)
+    W = linear_heads.loo_weights(n)
     lo, hi = ff.extreme_eigenvalues(tm, W, 0.05)
     for k in (0, 1, n):
         ev = np.linalg.eigvalsh(ff.dense_operator(tm, W[k], 0.05))
@@ -83,7 +83,7 @@ def test_per_sample_norms_are_exact(problem):
 
 def test_minimizers_by_cg_match_dense_solves(problem):
     _, tm, n, _ = problem
-    W = heads.loo_weights(n)
+    W = linear_heads.loo_weights(n)
     got = ff.minimizers(tm, W, 0.05)
     G = np.asarray(tm.grads)
     for k in (0, 1, n):
@@ -95,7 +95,7 @@ def test_minimizers_by_cg_match_dense_solves(problem):
 
 def test_gd_path_matches_closed_form(problem):
     _, tm, n, p = problem
-    W = heads.loo_weights(n)[:3]
+    W = linear_heads.loo_weights(n)[:3]
     steps = jnp.array([0, 1, 5, 40])
     A = ff.dense_operator(tm, W[1], 0.05)
     lr = 0.5 / np.linalg.eigvalsh(A)[-1]
@@ -124,7 +124,7 @@ def test_scales_to_1e5_parameters_without_p_by_p():
     X = rng.standard_normal((16, d)) / np.sqrt(d)
     y = np.where(rng.random(16) < 0.5, 1.0, -1.0)
     tm = ff.taylor_expand(apply, jnp.asarray(0.05 * rng.standard_normal(p)), X, y)
-    W = heads.loo_weights(16)[:3]
+    W = linear_heads.loo_weights(16)[:3]
     lo, hi = ff.extreme_eigenvalues(tm, W, 0.1)
     assert p > 1e5 and np.all(lo == 0.1) and np.all(hi > 0.1)
     w = ff.minimizers(tm, W, 0.1, maxiter=200)

@@ -11,7 +11,7 @@ import pytest
 from helpers import assert_close_scaled
 
 from stabtheory import full_finetuning as ff
-from stabtheory.heads import loo_weights
+from stabtheory.linear_heads import loo_weights
 
 F64 = np.float64
 

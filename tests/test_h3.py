@@ -19,15 +19,15 @@ from hypothesis import strategies as st_
 from test_bounds import problems
 
 import stabtheory as st
-from stabtheory import heads
+from stabtheory import linear_heads
 from stabtheory.bounds import REGISTRY, check_bound, get, head
-from stabtheory.margin import loo_max_margin, max_margin
-from stabtheory.stability import loo_stability, simulate
+from stabtheory.linear_heads import loo_stability, train_head_runs
+from stabtheory.svm import loo_max_margin, max_margin
 
 F64 = np.float64
 PROPERTY = settings(max_examples=12, deadline=None)
-jtrain = jax.jit(heads.train, static_argnames=("loss", "optimizer"))
-jtrain_runs = jax.jit(heads.train_runs, static_argnames=("loss", "optimizer", "batch_size"))
+jtrain = jax.jit(linear_heads.train, static_argnames=("loss", "optimizer"))
+jtrain_runs = jax.jit(linear_heads.train_runs, static_argnames=("loss", "optimizer", "batch_size"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ CPS = [0, 1, 2, 9, 60, 300]
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("K", [1, 2])
-@pytest.mark.parametrize("loss", heads.LOSSES)
+@pytest.mark.parametrize("loss", linear_heads.LOSSES)
 def test_ngd_matches_numpy_normalized_gd(loss, K, seed):
     Z, s = problem(12, 4, seed, zero=(3, 7))
     w0 = np.zeros((1, 4)) if K == 1 else 0.3 * np.random.default_rng(seed).normal(size=(K, 4))
@@ -96,13 +96,13 @@ def test_ngd_matches_numpy_normalized_gd(loss, K, seed):
     ref = np_ngd(Z, lr, w0, CPS, loss, s)
     args = (jnp.asarray(Z), jnp.asarray(s), lr, jnp.asarray(w0))
     traced = jtrain(*args, jnp.asarray(CPS), loss=loss, optimizer="ngd")
-    static = heads.train(*args, tuple(CPS), loss=loss, optimizer="ngd")
+    static = linear_heads.train(*args, tuple(CPS), loss=loss, optimizer="ngd")
     compare(traced, ref)
     compare(static, ref)
     np.testing.assert_array_equal(np.asarray(traced.w[0]), w0)
 
 
-@pytest.mark.parametrize("loss", heads.LOSSES)
+@pytest.mark.parametrize("loss", linear_heads.LOSSES)
 def test_ngd_step_is_minus_lr_grad_log_loss(loss):
     # w - lr grad F / F = w - lr grad log F: the same step for the mean and the sum loss.
     Z, s = problem(10, 3, seed=5, zero=(0,))
@@ -110,17 +110,19 @@ def test_ngd_step_is_minus_lr_grad_log_loss(loss):
     Zj, sj = jnp.asarray(Z), jnp.asarray(s)
 
     def log_f(w):
-        per_head = heads.log_mean_loss(w @ Zj.T, sj, loss)  # (K,)
+        per_head = linear_heads.log_mean_loss(w @ Zj.T, sj, loss)  # (K,)
         return jax.nn.logsumexp(per_head) - jnp.log(w.shape[0])
 
     expected = w - 0.3 * jax.grad(log_f)(w)
-    state = heads.step(heads.init(w, optimizer="ngd"), Zj, sj, 0.3, loss=loss, optimizer="ngd")
+    state = linear_heads.step(
+        linear_heads.init(w, optimizer="ngd"), Zj, sj, 0.3, loss=loss, optimizer="ngd"
+    )
     np.testing.assert_allclose(np.asarray(state.w), np.asarray(expected), rtol=1e-13, atol=1e-14)
 
 
 def test_zero_weight_samples_are_ignored_exactly():
     Z, s = problem(9, 3, seed=2, zero=(4,))
-    q = heads.normalized_weights(
+    q = linear_heads.normalized_weights(
         (jnp.asarray(Z) @ jnp.ones(3))[None], jnp.asarray(s), "exponential"
     )
     assert float(q[0, 4]) == 0.0
@@ -198,8 +200,8 @@ def test_vmapped_static_and_chunked_runs_equal_per_run_training():
     Z, s, lr, w0 = runs_inputs()
     cps = (0, 3, 3, 17, 40)
     traced = jtrain_runs(Z, s, lr, w0, jnp.asarray(cps), loss="exponential", optimizer="ngd")
-    static = heads.jit_train_runs(Z, s, lr, w0, cps, loss="exponential", optimizer="ngd")
-    chunked = heads.jit_train_runs(
+    static = linear_heads.jit_train_runs(Z, s, lr, w0, cps, loss="exponential", optimizer="ngd")
+    chunked = linear_heads.jit_train_runs(
         Z, s, lr, w0, cps, loss="exponential", optimizer="ngd", batch_size=3
     )
     for r in range(4):
@@ -215,7 +217,7 @@ def test_traced_lr_masks_and_checkpoints_do_not_recompile():
 
     def counted(Z, s, lr, w0, cps):
         traces.append(1)
-        return heads.train_runs(Z, s, lr, w0, cps, loss="exponential", optimizer="ngd")
+        return linear_heads.train_runs(Z, s, lr, w0, cps, loss="exponential", optimizer="ngd")
 
     f = jax.jit(counted)
     Z, s, lr, w0 = runs_inputs(seed=1)
@@ -237,7 +239,7 @@ def test_traced_lr_masks_and_checkpoints_do_not_recompile():
 def test_loo_stability_and_simulate_with_ngd():
     X, y = random_separable(10, 3, seed=3)
     Z = y[:, None] * X
-    sim = simulate(X, y, lr=0.8, steps=[5, 200], optimizer="ngd")
+    sim = train_head_runs(X, y, lr=0.8, steps=[5, 200], optimizer="ngd")
     assert sim.optimizer == "ngd"
     est = loo_stability(X, y, lr=0.8, steps=200, optimizer="ngd", notion="direction")
     full = np_ngd(Z, 0.8, np.zeros((1, 3)), [200], "exponential")["w"][-1, 0]
@@ -255,8 +257,8 @@ def test_loo_stability_and_simulate_with_ngd():
 def test_unknown_optimizer_is_refused_and_lists_ngd():
     X, y = random_separable(6, 2, seed=0)
     with pytest.raises(ValueError, match="ngd"):
-        simulate(X, y, optimizer="sgd", steps=3)
-    assert "ngd" in heads.OPTIMIZERS
+        train_head_runs(X, y, optimizer="sgd", steps=3)
+    assert "ngd" in linear_heads.OPTIMIZERS
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,7 +384,7 @@ def test_soudry_fig1():
     h3m = check_bound("head.H3m", ds.X, ds.y, lr=lr, steps=steps)
     assert h3.holds and h3m.holds and h3.applicable_at.all()
     assert np.all(np.asarray(h3.bound)[-1] < 0.2)  # gamma / R = 0.89: tight quickly
-    sim = simulate(ds.X, ds.y, lr=lr, steps=[1000], optimizer="ngd")
+    sim = train_head_runs(ds.X, ds.y, lr=lr, steps=[1000], optimizer="ngd")
     w = np.asarray(sim.trajectory.w[0, 0, 0])
     v = w / np.linalg.norm(w)
     gap = ds.margin - np.min((ds.y[:, None] * ds.X) @ v)

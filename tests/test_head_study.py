@@ -163,7 +163,7 @@ def test_figures_rendered_by_worker_processes_are_the_same_files(study, tmp_path
 
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_every_family_draws_data_certified_separable(name):
-    from stabtheory.max_margin import max_margin
+    from stabtheory.svm import max_margin
 
     spec = dataclasses.replace(TINY, families=(name,))
     for cfg in [c for c in spec.plan() if c.family == name]:

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from helpers import tol
 
-from stabtheory import finetune as ft
+from stabtheory import full_finetuning as ff
 from stabtheory import stabilizers as M
-from stabtheory.margin import max_margin
+from stabtheory.svm import max_margin
 
 # The architecture of StabilizerStudySpec.quick(): pre-training and compilations are shared.
 SMALL = {"n": 32, "n_test": 128, "hidden": (16,), "features": 4, "pretrain_steps": 300}
@@ -32,7 +32,7 @@ SHORT = M.Settings(lr=1e-3, steps=100, dropout=0.0)
 
 @pytest.fixture(scope="module")
 def tb():
-    return ft.make_testbed("synthetic", **SMALL)
+    return ff.make_testbed(ff.TestbedConfig(task="synthetic", **SMALL))
 
 
 def np_unit_rows(F):
@@ -238,10 +238,12 @@ def test_surt_lowers_the_weight_distance_where_it_must():
        distance. So the distance fine-tuning moves must be smaller after SURT; the test
        checks it seed by seed: the largest SURT distance is below the smallest plain one.
     """
-    tb = ft.make_testbed("synthetic", shift=0.0, **SMALL)  # same pre-training as the fixture
+    tb = ff.make_testbed(
+        ff.TestbedConfig(task="synthetic", shift=0.0, **SMALL)
+    )  # same pre-training as the fixture
     a, _ = tb.info["head_slice"]
     w0_enc = tb.w0[:a]
-    X_source = ft.synthetic_source(4096, tb.X.shape[1])
+    X_source = ff.synthetic_source(4096, tb.X.shape[1])
     _, V = np.linalg.eigh(np.cov(X_source.T))
     e = V[:, 0]
     y = np.where(np.arange(tb.n) % 2 == 0, 1.0, -1.0)
@@ -392,7 +394,7 @@ TINY_BASE = M.Settings(steps=5, batch_size=8)
 
 @pytest.fixture(scope="module")
 def tiny():
-    return ft.make_testbed("synthetic", **TINY)
+    return ff.make_testbed(ff.TestbedConfig(task="synthetic", **TINY))
 
 
 @pytest.mark.parametrize("name", list(M.METHODS))

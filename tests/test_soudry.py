@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import stabtheory as st
-from stabtheory import heads
+from stabtheory import linear_heads
 
 
 def test_max_margin_of_fig1():
@@ -26,7 +26,7 @@ def trajectory():
     np.testing.assert_allclose(sol.direction, ds.direction, atol=1e-12)
     Z = jnp.asarray(y[:, None] * X)
     steps = jnp.array([10**k for k in range(1, 7)])
-    tr = heads.train(Z, jnp.ones(6), 0.1, jnp.zeros((1, 2)), steps, loss="exponential")
+    tr = linear_heads.train(Z, jnp.ones(6), 0.1, jnp.zeros((1, 2)), steps, loss="exponential")
     w = np.asarray(tr.w[:, 0])
     err = np.linalg.norm(w / np.linalg.norm(w, axis=1, keepdims=True) - sol.direction, axis=1)
     return np.asarray(steps, float), np.exp(np.asarray(tr.log_loss)), err

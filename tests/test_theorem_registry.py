@@ -15,7 +15,7 @@ import pytest
 import sympy as sp
 
 import stabtheory as st
-from stabtheory import finetune
+from stabtheory import full_finetuning as ff
 from stabtheory.bounds import (
     REGISTRY,
     BoundCheck,
@@ -80,8 +80,8 @@ def head_data():
 
 @pytest.fixture(scope="module")
 def bed():
-    return finetune.make_testbed(
-        "synthetic", n=6, pretrain_steps=0, hidden=(4,), features=2, d_in=3
+    return ff.make_testbed(
+        ff.TestbedConfig(task="synthetic", n=6, pretrain_steps=0, hidden=(4,), features=2, d_in=3)
     )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from stabtheory.data.dataset import Dataset
 from stabtheory.errors import InvalidDataError, NotSeparableError
-from stabtheory.max_margin import max_margin
+from stabtheory.svm import max_margin
 
 __all__ = ["DigitsEncoder", "digits_pair_features"]
 
@@ -27,7 +27,7 @@ class DigitsEncoder:
 
     The defaults are those of the stabilizer study's testbed, so the two studies share one
     pre-training per process. The settings are those of
-    :func:`stabtheory.finetune.make_testbed` with ``task="digits"``.
+    :func:`stabtheory.full_finetuning.make_testbed` with ``task="digits"``.
 
     Attributes:
       hidden: widths of the encoder's hidden layers.
@@ -50,14 +50,14 @@ def digits_pair_features(
 ) -> Dataset:
     """Frozen features of the pre-trained digits encoder for the images of two digits.
 
-    The encoder is the one of :func:`stabtheory.finetune.make_testbed` ("digits", with the
+    The encoder is the one of :func:`stabtheory.full_finetuning.make_testbed` ("digits", with the
     settings of ``encoder``): an MLP pre-trained by denoising on the unlabeled source pool
     (one third of scikit-learn's 1797 8x8 digits). Its features ``phi(x)`` (tanh, in
     ``[-1, 1]^features``) of every image of ``pair`` in the task pool (the images NOT used
     for pre-training; about 240 per pair) are returned, divided by their largest norm so that
     ``R = 1`` (a common scale: it changes neither separability nor the max-margin direction),
     with ``y = +1`` for ``pair[0]`` and ``-1`` for ``pair[1]``. Separability through the
-    origin (no bias) is certified by :func:`stabtheory.max_margin.max_margin`, whose certified
+    origin (no bias) is certified by :func:`stabtheory.svm.max_margin`, whose certified
     lower bound, direction and support fill ``margin``, ``direction`` and ``support``; every
     subset of a separable pool is separable with a margin at least as large. The pre-training
     is cached per process (the same encoder for every call with the same settings), so a
@@ -117,17 +117,19 @@ def digits_pair_features(
 @functools.lru_cache(maxsize=64)
 def _digits_pair_pool(pair, pretrain_steps, hidden, features, init_seed, source_seed):
     # Imported here: the flax networks load only when digits features are asked for.
-    from stabtheory import finetune
+    from stabtheory import full_finetuning as ff
 
-    tb = finetune.make_testbed(
-        "digits",
-        classes=pair,
-        n=2,
-        pretrain_steps=pretrain_steps,
-        hidden=hidden,
-        features=features,
-        init_seed=init_seed,
-        source_seed=source_seed,
+    tb = ff.make_testbed(
+        ff.TestbedConfig(
+            task="digits",
+            classes=pair,
+            n=2,
+            pretrain_steps=pretrain_steps,
+            hidden=hidden,
+            features=features,
+            init_seed=init_seed,
+            source_seed=source_seed,
+        )
     )
     images = np.concatenate([tb.X, tb.X_test])  # the whole task pool of the pair
     labels = np.concatenate([tb.y, tb.y_test])

@@ -13,7 +13,7 @@ import numpy as np
 
 from stabtheory.data.dataset import Dataset
 from stabtheory.errors import InvalidDataError
-from stabtheory.max_margin import max_margin
+from stabtheory.svm import max_margin
 
 __all__ = [
     "planted_margin",
@@ -126,7 +126,7 @@ def separable_gaussian(
 
     Points ``x = y * separation * e + noise`` with a random unit ``e``; points on the wrong
     side of ``e`` are redrawn, so the data are separable through the origin. The true max
-    margin is then solved for (:func:`stabtheory.max_margin.max_margin`) and stored.
+    margin is then solved for (:func:`stabtheory.svm.max_margin`) and stored.
     ``radius`` rescales so that ``max_i ||x_i|| = radius``.
 
     Example:
@@ -163,7 +163,7 @@ def separable_band(n: int, d: int, margin: float, *, radius: float = 1.0, seed: 
     become a support vector and the support set changes as ``n`` grows (the first ``n``
     samples of a larger draw are a draw of size ``n``). ``margin``, ``direction`` and
     ``support`` are left ``None``: solve them with
-    :func:`stabtheory.max_margin.max_margin`.
+    :func:`stabtheory.svm.max_margin`.
 
     Args:
       n: number of samples (>= 2).
@@ -179,7 +179,7 @@ def separable_band(n: int, d: int, margin: float, *, radius: float = 1.0, seed: 
       >>> ds = separable_band(40, 5, 0.2, seed=0)
       >>> ds.X.shape, sorted(set(ds.y.tolist())), bool(ds.radius <= 1.0)
       ((40, 5), [-1.0, 1.0], True)
-      >>> from stabtheory.max_margin import max_margin
+      >>> from stabtheory.svm import max_margin
       >>> max_margin(ds.X, ds.y).margin >= 0.2
       True
     """
@@ -240,7 +240,7 @@ def replacement_draws(ds: Dataset, *, seed: int = 1, noise: float = 0.05) -> Dat
     S^(i) keeps the data separable with the same max margin. For other data the distribution
     is unknown: the draws are a smoothed bootstrap, data points resampled with replacement
     plus Gaussian noise of scale ``noise * R / sqrt(d)``; the caller must check that S^(i)
-    is still separable (:func:`stabtheory.max_margin.max_margin` raises if not).
+    is still separable (:func:`stabtheory.svm.max_margin` raises if not).
 
     Example:
       >>> ds = planted_margin(10, 3, 0.2)

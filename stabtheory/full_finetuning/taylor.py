@@ -21,7 +21,7 @@ import numpy as np
 
 from stabtheory.full_finetuning.linalg import cg_solve
 from stabtheory.full_finetuning.losses import logistic_loss
-from stabtheory.heads import run_checkpoints
+from stabtheory.linear_heads import run_checkpoints
 
 __all__ = [
     "TaylorModel",
@@ -179,7 +179,7 @@ def gd_path(
 
     ``w_{t+1} = w_t - lr (gbar_s + (A_s - lam I)(w_t - w0) + lam (w_t - w0))``; checkpoint values
     given as an array are traced (a while loop between consecutive ones), a tuple of ints is
-    static (fixed-length loops; :func:`stabtheory.heads.run_checkpoints`).
+    static (fixed-length loops; :func:`stabtheory.linear_heads.run_checkpoints`).
     """
 
     def one(s):

@@ -4,7 +4,7 @@ r"""Full fine-tuning by full-batch gradient descent from ``w0``: one run or many
     w_{t+1} = w_t - \eta\, \nabla F_s(w_t), \qquad w_0 = \text{w0},
 
 on the L2-SP objective :func:`~stabtheory.full_finetuning.l2sp_objective`, with snapshots at
-checkpoints (:func:`stabtheory.heads.run_checkpoints`).
+checkpoints (:func:`stabtheory.linear_heads.run_checkpoints`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from stabtheory.full_finetuning.losses import data_term, l2sp_objective
-from stabtheory.heads import run_checkpoints
+from stabtheory.linear_heads import run_checkpoints
 
 __all__ = ["finetune_runs", "gd_finetune", "gd_step", "jit_finetune_runs"]
 
@@ -62,7 +62,7 @@ def gd_finetune(
     .. math::
         w_{t+1} = w_t - \eta\, \nabla F_s(w_t), \qquad w_0 = \text{w0},
 
-    snapshot ``c`` is ``w_{checkpoints[c]}`` (:func:`stabtheory.heads.run_checkpoints`).
+    snapshot ``c`` is ``w_{checkpoints[c]}`` (:func:`stabtheory.linear_heads.run_checkpoints`).
     ``lr``, ``lam`` and the mask are traced; so are the checkpoint values when given as an
     array: sweeping them never recompiles. (The traced loop bound makes it a ``while`` loop:
     forward-mode differentiation through ``gd_finetune`` works, reverse mode does not;
@@ -130,7 +130,7 @@ def finetune_runs(
     Run ``r`` minimises
     ``sum_i s_ri l(w; z_i) / sum_i s_ri + lam_r / 2 ||w - w0||^2`` by GD with step
     ``lr[r]`` from ``w0``. Masks make S and every S\i the same shape (rows of
-    :func:`stabtheory.heads.loo_weights`). Pure; :data:`jit_finetune_runs` is the jitted
+    :func:`stabtheory.linear_heads.loo_weights`). Pure; :data:`jit_finetune_runs` is the jitted
     version (``apply``, ``batch_size``, ``return_loss`` static).
 
     Args:
@@ -151,7 +151,7 @@ def finetune_runs(
       Snapshots (runs, C, p), and with ``return_loss`` the losses (runs, C) too.
 
     Example:
-      >>> from stabtheory.heads import loo_weights
+      >>> from stabtheory.linear_heads import loo_weights
       >>> apply = lambda w, x: w @ x
       >>> X, y = jnp.eye(3), jnp.array([1.0, -1.0, 1.0])
       >>> W = finetune_runs(apply, jnp.zeros(3), X, y, loo_weights(3), jnp.full(4, 0.5), 0.1,

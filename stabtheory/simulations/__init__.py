@@ -25,9 +25,6 @@ from stabtheory.simulations import finetune
 # isort: split
 from stabtheory.simulations import stabilizers
 
-if stabilizers.STUDY.name not in STUDIES:  # phase 1: its package will register it itself
-    register_study(stabilizers.STUDY)
-
 __all__ = [
     "STUDIES",
     "DrawResult",

@@ -17,7 +17,7 @@ import numpy as np
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from stabtheory import finetune
+from stabtheory import full_finetuning as ff
 
 __all__ = [
     "AutoencoderFunctions",
@@ -59,7 +59,7 @@ _ENCODERS: dict[Any, EncoderFunctions] = {}
 _DECODERS: dict[Any, Callable] = {}
 
 
-def encoder_function(testbed: finetune.Testbed) -> EncoderFunctions:
+def encoder_function(testbed: ff.Testbed) -> EncoderFunctions:
     r"""The testbed's encoder ``phi(w_enc, X)`` as a pure function of the flat encoder weights.
 
     ``testbed.w0 = concat(w_enc, [c, v])`` with the head (bias ``c``, kernel ``v``) in
@@ -69,8 +69,9 @@ def encoder_function(testbed: finetune.Testbed) -> EncoderFunctions:
     jitted programs keyed on it compile once.
 
     Example:
-      >>> tb = finetune.make_testbed(n=8, n_test=8, pretrain_steps=10, d_in=8, hidden=(8,),
-      ...                            features=4)
+      >>> from stabtheory.full_finetuning import TestbedConfig, make_testbed
+      >>> tb = make_testbed(TestbedConfig(n=8, n_test=8, pretrain_steps=10, d_in=8,
+      ...                                 hidden=(8,), features=4))
       >>> enc = encoder_function(tb)
       >>> a, b = tb.info["head_slice"]
       >>> f = enc.phi(tb.w0[:a], tb.X)
@@ -95,16 +96,16 @@ def encoder_function(testbed: finetune.Testbed) -> EncoderFunctions:
     return enc
 
 
-def split_weights(testbed: finetune.Testbed) -> tuple[np.ndarray, np.ndarray]:
+def split_weights(testbed: ff.Testbed) -> tuple[np.ndarray, np.ndarray]:
     """``(w_enc, head)``: the testbed's pre-trained encoder block of ``w0`` and its head."""
     a, _ = testbed.info["head_slice"]
     return np.asarray(testbed.w0[:a]), np.asarray(testbed.w0[a:])
 
 
-def pretrained_autoencoder(testbed: finetune.Testbed) -> finetune.DenoisingAutoencoder:
+def pretrained_autoencoder(testbed: ff.Testbed) -> ff.DenoisingAutoencoder:
     r"""The denoising autoencoder whose encoder is the testbed's pre-trained encoder.
 
-    Taken from the testbed itself (:attr:`stabtheory.finetune.Testbed.pretrained`, a fresh
+    Taken from the testbed itself (:attr:`stabtheory.full_finetuning.Testbed.pretrained`, a fresh
     copy each call) and checked: its encoder weights must equal ``testbed.w0``'s encoder block
     exactly.
 
@@ -130,9 +131,9 @@ def pretrained_autoencoder(testbed: finetune.Testbed) -> finetune.DenoisingAutoe
 
 
 def decoder_functions(
-    testbed: finetune.Testbed, autoencoder: finetune.DenoisingAutoencoder
+    testbed: ff.Testbed, autoencoder: ff.DenoisingAutoencoder
 ) -> AutoencoderFunctions:
     """The autoencoder's decoder as a pure function (one function object per architecture)."""
-    apply, w_dec, _ = finetune.as_function(autoencoder.decoder)
+    apply, w_dec, _ = ff.as_function(autoencoder.decoder)
     decode = _DECODERS.setdefault(testbed.apply, apply)
     return AutoencoderFunctions(decode, w_dec)

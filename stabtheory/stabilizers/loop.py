@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from stabtheory import finetune
+from stabtheory import full_finetuning as ff
 from stabtheory.stabilizers.encoder import encoder_function, split_weights
 from stabtheory.stabilizers.method import Method, get_method
 from stabtheory.stabilizers.mhloss import init_heads, multihead_loss, multihead_predict
@@ -336,7 +336,7 @@ def _as_settings(method: Settings | Method | str) -> Settings:
 
 
 def finetune_seeds(
-    testbed: finetune.Testbed,
+    testbed: ff.Testbed,
     method: Settings | Method | str = "plain",
     *,
     seeds: int = 20,
@@ -354,7 +354,7 @@ def finetune_seeds(
     settings); use :func:`finetune_one` to compose your own.
 
     Args:
-      testbed: a :class:`stabtheory.finetune.Testbed`.
+      testbed: a :class:`stabtheory.full_finetuning.Testbed`.
       method: the :class:`Settings`, or a :class:`~stabtheory.stabilizers.Method` or the name
         of a registered one (its settings from the default :class:`Settings`).
       seeds: number of seeds ``S``.

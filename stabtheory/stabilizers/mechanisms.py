@@ -19,12 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stabtheory import finetune
-from stabtheory import heads as linear_heads
+from stabtheory import full_finetuning as ff
+from stabtheory import linear_heads
 from stabtheory.errors import NotSeparableError
-from stabtheory.margin import max_margin
 from stabtheory.stabilizers.encoder import encoder_function
 from stabtheory.stabilizers.seeds import seed_keys
+from stabtheory.svm import max_margin
 
 __all__ = [
     "FeatureMargin",
@@ -83,7 +83,7 @@ def features_margin(features: np.ndarray, y: np.ndarray) -> FeatureMargin:
 
 
 def feature_margin(
-    encoder_w: np.ndarray, testbed: finetune.Testbed, *, X: np.ndarray | None = None
+    encoder_w: np.ndarray, testbed: ff.Testbed, *, X: np.ndarray | None = None
 ) -> FeatureMargin:
     r"""The true max margin of the encoder's features of the training set, scale free.
 
@@ -91,7 +91,7 @@ def feature_margin(
         \gamma = \max_{\|u\| = 1} \min_i y_i\, u \cdot [\phi(x_i), 1], \qquad
         \text{margin} = \gamma / R, \quad R = \max_i \|[\phi(x_i), 1]\| ,
 
-    by the exact solver :func:`stabtheory.max_margin` (a bias coordinate appended, so the
+    by the exact solver :func:`stabtheory.svm.max_margin` (a bias coordinate appended, so the
     separating hyperplane may have an intercept). ``gamma / R`` in (0, 1] does not change when
     the features are rescaled together with the bias coordinate. Not separable: NaN and
     ``separable=False`` (never an exception).
@@ -163,7 +163,7 @@ def head_convergence(
 
     On the signed points ``z_i = y_i [phi(x_i), 1]`` (separable), ``K`` linear heads with
     independent inits ``N(0, head_scale^2/k)`` are trained by full-batch GD on the MHLoss
-    (:func:`stabtheory.heads.train_runs`, logistic loss), and the mean head
+    (:func:`stabtheory.linear_heads.train_runs`, logistic loss), and the mean head
     ``v(t) = mean_k w_k(t)`` (whose logit is the MHLoss prediction) is compared with the
     max-margin direction:
 

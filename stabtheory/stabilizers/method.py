@@ -151,7 +151,7 @@ class Method:
         """Testbed-level mechanism data (a JSON-able dict), from the reference (plain) runs.
 
         Args:
-          testbed: the :class:`stabtheory.finetune.Testbed`.
+          testbed: the :class:`stabtheory.full_finetuning.Testbed`.
           reference: the reference method's :class:`~stabtheory.stabilizers.SeedRuns`.
           seed: the study's first seed; n_boot, level: its bootstrap settings.
         """

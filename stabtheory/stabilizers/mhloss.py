@@ -31,7 +31,7 @@ def init_heads(key: jax.Array, K: int, k: int, scale: jax.Array | float = 1.0) -
     r"""``K`` independent heads ``[c_k, v_k]``, shape (K, k + 1), column 0 the biases.
 
     ``v_k ~ N(0, scale^2 / k)`` entrywise and ``c_k = 0``: the law of
-    :class:`stabtheory.finetune.Classifier`'s head.
+    :class:`stabtheory.full_finetuning.Classifier`'s head.
 
     Example:
       >>> init_heads(jax.random.key(0), 3, 4).shape

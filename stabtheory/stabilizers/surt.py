@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from stabtheory import finetune
+from stabtheory import full_finetuning as ff
 from stabtheory.stabilizers.encoder import (
     decoder_functions,
     encoder_function,
@@ -56,7 +56,7 @@ def surt_run(
         \|\text{dec}_\psi(\phi_\theta(x + \sigma\epsilon)) - x\|^2 ,
         \qquad x \sim \text{Unif}(X),\ \epsilon \sim N(0, I),
 
-    the pre-training objective of :func:`stabtheory.finetune.pretrain`, continued from the
+    the pre-training objective of :func:`stabtheory.full_finetuning.pretrain`, continued from the
     pre-trained ``(theta_0, psi_0)`` on the task's own unlabeled inputs. Step ``t`` draws its
     minibatch (with replacement) and noise from ``fold_in(key, t)``. ``steps`` is traced.
 
@@ -104,12 +104,12 @@ _surt_seeds_jit = jax.jit(_surt_seeds, static_argnames=("phi", "decode", "batch_
 
 
 def surt(
-    testbed: finetune.Testbed,
+    testbed: ff.Testbed,
     X_unlabeled: np.ndarray | None = None,
     steps: int = 200,
     seed: int = 0,
     *,
-    autoencoder: finetune.DenoisingAutoencoder | None = None,
+    autoencoder: ff.DenoisingAutoencoder | None = None,
 ) -> np.ndarray:
     r"""Self Unsupervised Re-Training: the pre-trained encoder after ``steps`` SURT steps.
 
@@ -133,7 +133,7 @@ def surt(
     dec = decoder_functions(testbed, ae)
     enc = encoder_function(testbed)
     w_enc0, _ = split_weights(testbed)
-    cfg = finetune.PretrainConfig(**testbed.info["pretrain_config"])
+    cfg = ff.PretrainConfig(**testbed.info["pretrain_config"])
     X = testbed.X if X_unlabeled is None else X_unlabeled
     key = jax.random.fold_in(jax.random.key(int(seed)), KeyUse.SURT)
     w_enc, _ = _surt_jit(
@@ -152,7 +152,7 @@ def surt(
 
 
 def surt_encoders(
-    testbed: finetune.Testbed,
+    testbed: ff.Testbed,
     keys: jax.Array,
     steps: int,
     X_unlabeled: np.ndarray | jax.Array | None = None,
@@ -163,7 +163,7 @@ def surt_encoders(
     dec = decoder_functions(testbed, ae)
     enc = encoder_function(testbed)
     w_enc0, _ = split_weights(testbed)
-    cfg = finetune.PretrainConfig(**testbed.info["pretrain_config"])
+    cfg = ff.PretrainConfig(**testbed.info["pretrain_config"])
     X = jnp.asarray(testbed.X if X_unlabeled is None else X_unlabeled, jnp.float64)
     surt_keys = jax.vmap(lambda k: jax.random.fold_in(k, KeyUse.SURT))(keys)
     return _surt_seeds_jit(

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stabtheory import heads as _heads
-from stabtheory import quadratic as q
+from stabtheory import full_finetuning as ff
+from stabtheory.linear_heads import loo_weights, static_checkpoints
 
 __all__ = [
     "FTEvidence",
@@ -31,7 +31,7 @@ class FTEvidence:
     """Shared quantities of the full fine-tuning checks for one configuration.
 
     Attributes:
-      tm: the :class:`~stabtheory.quadratic.TaylorModel`.
+      tm: the :class:`~stabtheory.full_finetuning.TaylorModel`.
       w_min: (n + 1, p) minimisers of S (row 0) and every S\\i.
       cg_residual: (n + 1,) relative residuals ``||A_s (w_s - w0) + gbar_s|| / ||gbar_s||``.
       lam_min, lam_max: (n + 1,) exact extreme eigenvalues of every ``A_s``.
@@ -44,10 +44,10 @@ class FTEvidence:
       config: the configuration.
       deviation: (n,) ``||r_i - mean_j r_j||``, ``r_i = grad lhat_i(w_S)`` (FT-1c).
       min_losses: (2, n) ``lhat_i(w_S)`` and ``lhat_i(w_S\\i)``.
-      design: the :class:`~stabtheory.quadratic.FTDesign` it was run with.
+      design: the :class:`~stabtheory.full_finetuning.FTDesign` it was run with.
     """
 
-    tm: q.TaylorModel
+    tm: ff.TaylorModel
     w_min: np.ndarray
     cg_residual: np.ndarray
     lam_min: np.ndarray
@@ -63,7 +63,7 @@ class FTEvidence:
     config: dict
     deviation: np.ndarray | None = None
     min_losses: np.ndarray | None = None
-    design: q.FTDesign | None = None
+    design: ff.FTDesign | None = None
     _empirical: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -93,9 +93,7 @@ class FTEvidence:
 
         apply = model
         if isinstance(model, nnx.Module):
-            from stabtheory.finetune import as_function
-
-            apply, w_module, _ = as_function(model)
+            apply, w_module, _ = ff.as_function(model)
             params = w_module if params is None else params
         if params is None:
             raise ValueError(
@@ -177,19 +175,19 @@ def _evidence_one(
     problems of one size share the compilation. ``valid`` (n,) zeroes the weight of padding
     samples in every mask (rows of padding samples repeat S and are dropped)."""
     n = X.shape[0]
-    tm0 = q.taylor_expand(apply, w0, X, y)
-    tm, lam_c, a = q.apply_design(tm0, lam, tilt, shift, scale, xi, v)
-    weights = _heads.loo_weights(n) * valid
-    lam_min, lam_max = q.extreme_eigenvalues(tm, weights, lam_c)
+    tm0 = ff.taylor_expand(apply, w0, X, y)
+    tm, lam_c, a = ff.apply_design(tm0, lam, tilt, shift, scale, xi, v)
+    weights = loo_weights(n) * valid
+    lam_min, lam_max = ff.extreme_eigenvalues(tm, weights, lam_c)
     lr = jnp.where(jnp.isnan(lr), default_lr(lam_max, lr_fraction), lr / scale)
-    w_min = q.minimizers(tm, weights, lam_c, tol=cg_tol, maxiter=maxiter)
+    w_min = ff.minimizers(tm, weights, lam_c, tol=cg_tol, maxiter=maxiter)
     gbar = weights @ tm.grads / weights.sum(axis=1, keepdims=True)
     resid = jax.vmap(
         lambda s, w, g: (
-            jnp.linalg.norm(q.operator(tm, s, lam_c)(w - tm.w0) + g) / jnp.linalg.norm(g)
+            jnp.linalg.norm(ff.operator(tm, s, lam_c)(w - tm.w0) + g) / jnp.linalg.norm(g)
         )
     )(weights, w_min, gbar)
-    r_S = q.quadratic_grads(tm, w_min[:1])[0]  # (n, p): r_i = grad lhat_i(w_S)
+    r_S = ff.quadratic_grads(tm, w_min[:1])[0]  # (n, p): r_i = grad lhat_i(w_S)
     out = {
         "tm": tm,
         "lam": lam_c,
@@ -198,17 +196,15 @@ def _evidence_one(
         "cg_residual": resid,
         "lam_min": lam_min,
         "lam_max": lam_max,
-        "beta_i": q.per_sample_norms(tm),
+        "beta_i": ff.per_sample_norms(tm),
         "rho": jnp.linalg.norm(r_S, axis=1),
         "rho_loo": jnp.linalg.norm(_own_grads(tm, w_min[1:]), axis=1),
         "deviation": jnp.linalg.norm(r_S - valid @ r_S / jnp.sum(valid), axis=1),
         "min_losses": _own_losses(tm, w_min),
-        "w_gd": q.gd_path(tm, weights, lam_c, lr, checkpoints),
+        "w_gd": ff.gd_path(tm, weights, lam_c, lr, checkpoints),
     }
     if real:
-        from stabtheory.finetune import finetune_runs
-
-        w_real = finetune_runs(
+        w_real = ff.finetune_runs(
             apply,
             w0,
             X,
@@ -223,8 +219,8 @@ def _evidence_one(
         )
         lin = jnp.einsum("ip,rcp->rci", a, w_real - w0)
         out["w_real"] = w_real
-        out["real_losses"] = scale * (q.true_losses(apply, w_real, X, y) + lin)
-        out["quad_losses"] = q.quadratic_losses(tm, w_real)
+        out["real_losses"] = scale * (ff.true_losses(apply, w_real, X, y) + lin)
+        out["quad_losses"] = ff.quadratic_losses(tm, w_real)
     return out
 
 
@@ -285,16 +281,16 @@ def default_lr(lam_max: jax.Array, lr_fraction) -> jax.Array:
     return lr_fraction / jnp.max(lam_max)
 
 
-def _own_grads(tm: q.TaylorModel, W: jax.Array) -> jax.Array:
+def _own_grads(tm: ff.TaylorModel, W: jax.Array) -> jax.Array:
     """``grad lhat_i(W[i])`` for every i (W: (n, p)) -> (n, p)."""
-    return tm.grads + q.sample_hvp(tm, W - tm.w0)
+    return tm.grads + ff.sample_hvp(tm, W - tm.w0)
 
 
-def _own_losses(tm: q.TaylorModel, W: jax.Array) -> jax.Array:
+def _own_losses(tm: ff.TaylorModel, W: jax.Array) -> jax.Array:
     """(2, n): ``lhat_i(w_S)`` and ``lhat_i(w_S\\i)`` for every i (W: the (n + 1, p) minimisers)."""
-    lq_S = q.quadratic_losses(tm, W[0])
+    lq_S = ff.quadratic_losses(tm, W[0])
     D = W[1:] - tm.w0
-    Hd = q.sample_hvp(tm, D)
+    Hd = ff.sample_hvp(tm, D)
     own = tm.loss0 + jnp.sum(tm.grads * D, axis=1) + 0.5 * jnp.sum(Hd * D, axis=1)
     return jnp.stack([lq_S, own])
 
@@ -310,7 +306,7 @@ class FTProblem:
     lam: float = 0.05
     lr: float | None = None
     lr_fraction: float = 0.9
-    design: q.FTDesign | None = None
+    design: ff.FTDesign | None = None
     info: dict | None = None
 
 
@@ -319,7 +315,7 @@ def _problem_arrays(problem: FTProblem, size: int) -> dict:
     from stabtheory.data import validate
 
     X, y = validate(problem.X, problem.y)
-    design = problem.design or q.FTDesign()
+    design = problem.design or ff.FTDesign()
     w0 = np.asarray(problem.params, np.float64)
     n, p = X.shape[0], w0.shape[0]
     if size < n:
@@ -345,7 +341,7 @@ def _problem_arrays(problem: FTProblem, size: int) -> dict:
 def _evidence_from(arrays: dict, problem: FTProblem, steps: np.ndarray) -> FTEvidence:
     """The :class:`FTEvidence` of one problem from its slice of the program's output (host
     arrays), with the padding samples dropped."""
-    design = problem.design or q.FTDesign()
+    design = problem.design or ff.FTDesign()
     n = int(np.asarray(problem.X).shape[0])
     get = {k: np.asarray(a) for k, a in arrays.items() if k != "tm"}
     # masks S, S\\1..S\\n and samples 1..n (a no-op without padding)
@@ -460,7 +456,7 @@ def ft_evidence_batch(
         jnp.asarray(np.asarray(steps, dtype=np.int64)),
         vectorize=vectorize,
         mesh=mesh,
-        static_steps=_heads.static_checkpoints(steps) if static_steps else None,
+        static_steps=static_checkpoints(steps) if static_steps else None,
         real=bool(real),
         cg_tol=float(cg_tol),
         maxiter=10 * p,
@@ -486,7 +482,7 @@ def ft_evidence(
     real: bool = True,
     cg_tol: float = 1e-12,
     batch_size: int | None = None,
-    design: q.FTDesign | None = None,
+    design: ff.FTDesign | None = None,
     pad_to: int | None = None,
     info: dict | None = None,
 ) -> FTEvidence:
@@ -508,7 +504,7 @@ def ft_evidence(
       real: also fine-tune the real network (GD on the true loss) on every mask.
       cg_tol: relative residual at which conjugate gradients stop.
       batch_size: fine-tune the real network's masks in chunks of this size (memory).
-      design: a controlled design (:class:`~stabtheory.quadratic.FTDesign`: zero-sum tilt,
+      design: a controlled design (:class:`~stabtheory.full_finetuning.FTDesign`: zero-sum tilt,
         curvature-matched shift, loss scaling), applied to the Taylor model and the real
         network alike. ``lam`` and ``lr`` are the plain problem's: the loss-scaling control
         runs ``scale * lam`` and ``lr / scale`` (the default ``lr`` scales by itself).

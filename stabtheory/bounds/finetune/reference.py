@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stabtheory import heads as _heads
-from stabtheory import quadratic as q
+from stabtheory import full_finetuning as ff
 from stabtheory.bounds.finetune.evidence import default_lr
+from stabtheory.linear_heads import loo_weights
 
 __all__ = ["FTReference", "ft_reference"]
 
@@ -52,14 +52,13 @@ class FTReference:
 
 @functools.partial(jax.jit, static_argnames=("apply", "cg_tol", "maxiter"))
 def _reference_program(apply, w0, X, y, lam, lr_fraction, last, *, cg_tol, maxiter):
-    from stabtheory.finetune import finetune_runs
 
-    tm = q.taylor_expand(apply, w0, X, y)
-    weights = _heads.loo_weights(X.shape[0])
-    lr = default_lr(q.extreme_eigenvalues(tm, weights, lam)[1], lr_fraction)
-    w_S = q.minimizers(tm, weights[:1], lam, tol=cg_tol, maxiter=maxiter)[0]
-    rho = jnp.linalg.norm(q.quadratic_grads(tm, w_S[None])[0], axis=1)
-    w_real = finetune_runs(apply, w0, X, y, weights[:1], lr[None], lam, last[None])
+    tm = ff.taylor_expand(apply, w0, X, y)
+    weights = loo_weights(X.shape[0])
+    lr = default_lr(ff.extreme_eigenvalues(tm, weights, lam)[1], lr_fraction)
+    w_S = ff.minimizers(tm, weights[:1], lam, tol=cg_tol, maxiter=maxiter)[0]
+    rho = jnp.linalg.norm(ff.quadratic_grads(tm, w_S[None])[0], axis=1)
+    w_real = ff.finetune_runs(apply, w0, X, y, weights[:1], lr[None], lam, last[None])
     return w_S, rho, w_real[0, 0]
 
 
@@ -81,8 +80,8 @@ def ft_reference(
     ``w0 + alpha (w_real - w0)``) needs only these, at a fraction of the cost.
 
     Example:
-      >>> from stabtheory.finetune import make_testbed
-      >>> bed = make_testbed(n=8, pretrain_steps=0)
+      >>> from stabtheory.full_finetuning import TestbedConfig, make_testbed
+      >>> bed = make_testbed(TestbedConfig(n=8, pretrain_steps=0))
       >>> ref = ft_reference(bed.apply, bed.w0, bed.X, bed.y, steps=(1, 10))
       >>> ref.rho.shape, ref.distance > 0
       ((8,), True)

@@ -23,8 +23,8 @@ from stabtheory.bounds.head.lemmas import (
 )
 from stabtheory.bounds.theorem import Assumption, BoundCheck, all_hold, tolerance
 from stabtheory.data import validate
-from stabtheory.margin import LooMaxMargin, loo_max_margin, max_margin
-from stabtheory.stability import Simulation, per_sample_stability, simulate
+from stabtheory.linear_heads import HeadRuns, per_sample_stability, train_head_runs
+from stabtheory.svm import LooMaxMargin, loo_max_margin, max_margin
 
 __all__ = [
     "HeadEvidence",
@@ -51,8 +51,8 @@ class HeadEvidence:
 
     Attributes:
       X, y, Z: data of S (float64), ``Z = y x``.
-      sim: the leave-one-out :class:`~stabtheory.stability.Simulation`.
-      loo: :class:`~stabtheory.margin.LooMaxMargin` (max margins of S and every S\\i).
+      sim: the leave-one-out :class:`~stabtheory.linear_heads.HeadRuns`.
+      loo: :class:`~stabtheory.svm.LooMaxMargin` (max margins of S and every S\\i).
       radius, radius_loo: R of S and of every S\\i, (n,).
       w: predictor weights, (runs, C, d); ``directions`` their unit vectors.
       delta_S: (C,) gamma(S) - normalised margin of the S run on S.
@@ -68,7 +68,7 @@ class HeadEvidence:
     X: np.ndarray
     y: np.ndarray
     Z: np.ndarray
-    sim: Simulation
+    sim: HeadRuns
     loo: LooMaxMargin
     radius: float
     radius_loo: np.ndarray
@@ -196,7 +196,7 @@ def head_evidence(
     heads_per_run: int = 1,
     dtype=jnp.float64,
     loo: LooMaxMargin | None = None,
-    sim: Simulation | None = None,
+    sim: HeadRuns | None = None,
 ) -> HeadEvidence:
     """Train S and every S\\i, solve every max margin, and measure the shared quantities.
 
@@ -211,7 +211,7 @@ def head_evidence(
     if loo is None:
         loo = loo_max_margin(X, y, result=max_margin(X, y))
     if sim is None:
-        sim = simulate(
+        sim = train_head_runs(
             X,
             y,
             loss=loss,

@@ -21,10 +21,10 @@ from stabtheory import linear_heads
 from stabtheory.bounds import check_all, theorems_for
 from stabtheory.bounds.head import head_evidence
 from stabtheory.data.families import FAMILIES
-from stabtheory.max_margin import LooMaxMargin, loo_max_margin, max_margin
 from stabtheory.simulations import engine
 from stabtheory.simulations.head.spec import NOTIONS, HeadConfig, HeadStudySpec
 from stabtheory.simulations.protocol import DrawResult, Study, draws_by_config
+from stabtheory.svm import LooMaxMargin, loo_max_margin, max_margin
 
 __all__ = ["HeadStudy", "assemble", "bucket", "chunks", "compute", "train_items"]
 

@@ -8,6 +8,7 @@ and figures, and :mod:`.study` ties them into the study protocol. The study loop
 :data:`stabtheory.stabilizers.METHODS`: it names no method but its reference, ``plain``.
 """
 
+from stabtheory.simulations.registry import register_study
 from stabtheory.simulations.stabilizers.claims import (
     MEASURES,
     STATISTIC,
@@ -59,3 +60,5 @@ __all__ = [
     "seed_measures",
     "to_report",
 ]
+
+register_study(STUDY)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from stabtheory import finetune
+from stabtheory import full_finetuning as ff
 from stabtheory.stabilizers import METHODS, Method, Settings, get_method
 
 __all__ = ["REFERENCE", "StabilizerStudySpec"]
@@ -28,7 +28,8 @@ class StabilizerStudySpec:
     """What the stabilizer study runs.
 
     Attributes:
-      testbeds: ``"synthetic"`` and/or ``"digits"`` (:func:`stabtheory.finetune.make_testbed`).
+      testbeds: ``"synthetic"`` and/or ``"digits"``
+        (:func:`stabtheory.full_finetuning.make_testbed`).
       n: training set size; ``n_test``: test set size (None: the testbed's default).
       shift: the synthetic task's mean shift from the source.
       hidden, features, pretrain_steps: the encoder and its pre-training.
@@ -95,7 +96,7 @@ class StabilizerStudySpec:
         )
         return {m.name: m.settings(base) for m in self.methods}
 
-    def testbed(self, task: str) -> finetune.Testbed:
+    def testbed(self, task: str) -> ff.Testbed:
         """The testbed of ``task`` (pre-trained encoder, task data) for this spec."""
         kwargs = dict(
             n=self.n,
@@ -107,4 +108,4 @@ class StabilizerStudySpec:
         )
         if task == "synthetic":
             kwargs["shift"] = self.shift
-        return finetune.make_testbed(task, **kwargs)
+        return ff.make_testbed(ff.TestbedConfig(task=task, **kwargs))

@@ -3,7 +3,7 @@
 :func:`min_norm_point` finds the point ``p*`` of conv{rows of Z} closest to the origin with an
 active-set method that keeps a :class:`Corral` of affinely independent points whose affine
 hull's closest point to the origin lies in their convex hull. It terminates finitely (in exact
-arithmetic). :mod:`stabtheory.max_margin.svm` builds the max-margin SVM on it.
+arithmetic). :mod:`stabtheory.svm.svm` builds the max-margin SVM on it.
 
 References:
   P. Wolfe (1976), "Finding the nearest point in a polytope", Mathematical Programming 11,

@@ -3,7 +3,7 @@
 With the signed points ``z_i = y_i x_i`` the data are separable through the origin when the max
 margin ``gamma = max_{||u||=1} min_i u . z_i = min_{p in conv{z_i}} ||p||`` is positive, and
 ``u_S = p* / ||p*||`` for the min-norm point ``p*`` of the hull (docs/theory.md, "Max margin").
-:func:`max_margin` solves it exactly with :func:`~stabtheory.max_margin.wolfe.min_norm_point`
+:func:`max_margin` solves it exactly with :func:`~stabtheory.svm.wolfe.min_norm_point`
 and certifies ``margin <= gamma <= margin_upper``; :func:`loo_max_margin` re-solves every
 ``S \\ i`` that changes; :func:`normalized_margin` is the margin of any ``w``.
 """
@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from stabtheory.errors import InvalidDataError, NotSeparableError
-from stabtheory.max_margin.wolfe import ZERO_NORM, Corral, min_norm_point
+from stabtheory.svm.wolfe import ZERO_NORM, Corral, min_norm_point
 from stabtheory.validation import validate
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Tests of stabtheory.max_margin: exact max margin (Wolfe), leave-one-out, normalized margin."""
+"""Tests of stabtheory.svm: exact max margin (Wolfe), leave-one-out, normalized margin."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from stabtheory.data import add_bias, planted_margin, soudry_fig1
 from stabtheory.errors import InvalidDataError, NotSeparableError
-from stabtheory.max_margin import (
+from stabtheory.svm import (
     LooMaxMargin,
     MaxMarginConvergenceError,
     MaxMarginResult,
