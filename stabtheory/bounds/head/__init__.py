@@ -3,13 +3,13 @@
 ==================  ===================  ==================================================
 id                  notion               bound for sample i
 ==================  ===================  ==================================================
+``head.svm_loo``    ``svm.direction``    Lemma H-2's ``D_i`` plus the solver's gap terms
 ``head.H1``         ``loo.direction``    ``e(gamma, delta_S(t)) + D_i + e(gamma_i, delta_i(t))``
 ``head.H2``         ``loo.direction``    ``h(S, t) + D_i + h(S\\i, t)`` (a-priori rate)
 ``head.H2m``        ``margin.gap``       ``R C / Psi(t)`` per run (S, then every S\\i)
 ``head.H3``         ``loo.direction``    ``e(gamma, b_S(t)) + D_i + e(gamma_i, b_i(t))`` (NGD)
 ``head.H3m``        ``margin.gap``       ``b(t) = (log n + eta R^2 / 2) / (eta gamma t)`` per run
 ``head.C1``         ``loo.weights``      ``2 eta t L / n`` (and ``L_i`` times it for ``loo.loss``)
-``head.svm_loo``    ``svm.direction``    Lemma H-2's ``D_i`` plus the solver's gap terms
 ==================  ===================  ==================================================
 
 :data:`THEOREMS` lists them in check order; :mod:`stabtheory.bounds` registers them.
@@ -56,4 +56,4 @@ __all__ = [
 
 #: The head theorems in check order (a study's GD runs: H1, H2, H2m, C1, svm_loo; NGD: H1, H3,
 #: H3m).
-THEOREMS = (H1, H2, H2M, H3, H3M, C1, SVM_LOO)
+THEOREMS = (SVM_LOO, H1, H2, H2M, H3, H3M, C1)
