@@ -6,7 +6,7 @@ theorem, notion after notion, in the order the theorems were registered.
 Example:
   >>> from stabtheory.bounds import REGISTRY
   >>> list(REGISTRY)[:3]
-  ['head.H1', 'head.H2', 'head.H2m']
+  ['head.svm_loo', 'head.H1', 'head.H2']
 """
 
 from __future__ import annotations
