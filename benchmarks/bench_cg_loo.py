@@ -1,10 +1,11 @@
 """Benchmark: every leave-one-out minimiser of the Taylor model by vmapped CG, against n + 1
 separate retrainings to the same tolerance.
 
-The Taylor model of a flax MLP testbed (``stabtheory.finetune.make_testbed``) is solved for S
-and every S\\i (n + 1 masks) in three ways, in the same process:
+The Taylor model of a flax MLP testbed (``stabtheory.full_finetuning.make_testbed``) is solved
+for S and every S\\i (n + 1 masks) in three ways, in the same process:
 
-* ``vmapped CG``: ``stabtheory.quadratic.minimizers`` (one vmapped conjugate-gradient batch),
+* ``vmapped CG``: ``stabtheory.full_finetuning.minimizers`` (one vmapped conjugate-gradient
+  batch),
 * ``CG loop``: a Python loop of n + 1 calls of the same CG, jitted for one mask,
 * ``GD loop``: a Python loop of n + 1 retrainings by gradient descent on the quadratic (step
   ``1 / lambda_max``), each run until ``||grad F_s|| <= tol ||gbar_s||``, the same relative
@@ -26,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import stabtheory  # noqa: F401  (float64)
-from stabtheory import finetune, heads
-from stabtheory import quadratic as q
+from stabtheory import full_finetuning as ff
+from stabtheory.linear_heads import loo_weights
 
 
 def _best(f, repeats):
@@ -50,21 +51,23 @@ def main(argv=None) -> dict:
     n, hidden, features, d_in = args.n, (64, 64), 16, 32
     if args.quick:
         n, hidden, features, d_in, args.repeats = 32, (16,), 8, 16, 1
-    bed = finetune.make_testbed(
-        "synthetic", n=n, pretrain_steps=200, hidden=hidden, features=features, d_in=d_in
+    bed = ff.make_testbed(
+        ff.TestbedConfig(
+            "synthetic", n=n, pretrain_steps=200, hidden=hidden, features=features, d_in=d_in
+        )
     )
-    tm = q.taylor_expand(bed.apply, jnp.asarray(bed.w0), bed.X, bed.y)
-    W = heads.loo_weights(n)
+    tm = ff.taylor_expand(bed.apply, jnp.asarray(bed.w0), bed.X, bed.y)
+    W = loo_weights(n)
     lam, tol = args.lam, args.tol
-    lam_max = float(jax.jit(q.extreme_eigenvalues)(tm, W[:1], lam)[1][0])
+    lam_max = float(jax.jit(ff.extreme_eigenvalues)(tm, W[:1], lam)[1][0])
     lr = 1.0 / lam_max
 
-    vmapped = jax.jit(lambda W: q.minimizers(tm, W, lam, tol=tol))
-    one_cg = jax.jit(lambda s: q.minimizers(tm, s[None], lam, tol=tol)[0])
+    vmapped = jax.jit(lambda W: ff.minimizers(tm, W, lam, tol=tol))
+    one_cg = jax.jit(lambda s: ff.minimizers(tm, s[None], lam, tol=tol)[0])
 
     @jax.jit
     def one_gd(s):
-        A = q.operator(tm, s, lam)
+        A = ff.operator(tm, s, lam)
         gbar = s @ tm.grads / jnp.sum(s)
         target = tol * jnp.linalg.norm(gbar)
 

@@ -3,17 +3,18 @@
 For each case (loss, n, d, dtype) it times, in the same process, full-batch GD (lr = 1,
 zero start, one head) of the ``n + 1`` runs (S and every S\\i) for ``steps`` steps:
 
-* **public**: :func:`stabtheory.stability.loo_stability` (direction notion), the public path:
-  input validation, the jitted :func:`stabtheory.heads.train_runs` of ``stability.py`` with
-  whatever checkpoints it passes (traced or static; printed in the header), and the estimate;
-* **traced**: ``jax.jit(heads.train_runs)`` with the checkpoints ``[steps]`` as a traced
-  ``jax.Array`` (one program for any checkpoint values; a ``while`` loop with a traced trip
-  count);
-* **static**: :func:`stabtheory.heads.jit_train_runs` with the static checkpoints
+* **public**: :func:`stabtheory.linear_heads.loo_stability` (direction notion), the public
+  path: input validation, the jitted :func:`stabtheory.linear_heads.train_runs` with whatever
+  checkpoints it passes (traced or static: measured per case by counting the traces of
+  ``train_runs`` at a new step count, and printed), and the estimate;
+* **traced**: ``jax.jit(linear_heads.train_runs)`` with the checkpoints ``[steps]`` as a
+  traced ``jax.Array`` (one program for any checkpoint values; a ``while`` loop with a traced
+  trip count);
+* **static**: :func:`stabtheory.linear_heads.jit_train_runs` with the static checkpoints
   ``(steps,)`` (a loop of fixed length);
 * **loop** (baseline): a Python loop over the ``n + 1`` runs, each calling one jitted
-  single-run ``heads.train`` (traced checkpoints, compiled once, reused by every run); the
-  whole loop is timed;
+  single-run ``linear_heads.train`` (traced checkpoints, compiled once, reused by every run);
+  the whole loop is timed;
 * **roof**: the minimum work of ``steps`` GD steps of all runs in one ``lax.fori_loop``:
   ``M = W @ Z.T``, ``G = |l'(M)|``, ``W = W + c * (G @ Z)``, with one transcendental per run
   and sample: ``exp(-M)`` (exponential) or ``sigmoid(-M)`` (logistic).
@@ -31,9 +32,9 @@ HLO of the traced and static programs and asserts that no array of ``runs * n * 
 elements exists in them.
 
 ``--diagnose`` adds a clearly labelled DIAGNOSTIC table: the same vmapped GD re-written in
-this file (without optax) with and without the ``dloss_max`` tracking that ``heads.step``
-does, and with a static or a traced trip count, to show where the library's time beyond the
-roof goes. It is a diagnostic only; nothing here changes the library.
+this file (without optax) with and without the ``dloss_max`` tracking that
+``linear_heads.step`` does, and with a static or a traced trip count, to show where the
+library's time beyond the roof goes. It is a diagnostic only; nothing here changes the library.
 
 Runs unchanged on CPU and GPU (nothing backend-specific). ``main(["--quick"])`` takes some
 seconds (n=256, d=64, float32 unless ``--dtypes`` says otherwise, 500 steps, 1 repeat, both
@@ -60,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import stabtheory  # noqa: F401  (enables float64 in JAX)
-from stabtheory import heads, stability
+from stabtheory import linear_heads
 from stabtheory.data import planted_margin
 
 LOSSES = ("exponential", "logistic")
@@ -71,11 +72,14 @@ TARGET_ROOF = 0.8
 DEFAULT_SIZES = ("256x64",)
 DEFAULT_DTYPES = ("float64",)
 
-_train_runs = jax.jit(heads.train_runs, static_argnames=("loss", "optimizer", "batch_size"))
+_train_runs = jax.jit(linear_heads.train_runs, static_argnames=("loss", "optimizer", "batch_size"))
 _train_runs_static = jax.jit(
-    heads.train_runs, static_argnames=("checkpoints", "loss", "optimizer", "batch_size")
+    linear_heads.train_runs, static_argnames=("checkpoints", "loss", "optimizer", "batch_size")
 )
-_train_one = jax.jit(heads.train, static_argnames=("loss", "optimizer"))
+_train_one = jax.jit(linear_heads.train, static_argnames=("loss", "optimizer"))
+
+#: JAX's monitoring event of one trace of a jitted function (a cache hit records none).
+TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -95,9 +99,27 @@ def _time_once(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
-def public_checkpoints() -> str:
-    """Which checkpoints ``stability.py`` passes to ``heads.train_runs``: static or traced."""
-    return "static" if getattr(stability, "_train_runs", None) is heads.jit_train_runs else "traced"
+def public_checkpoints(run: Callable[[int], object]) -> str:
+    """Which checkpoints the public path passes to ``linear_heads.train_runs``, measured:
+    ``"static"`` when a new step count traces ``train_runs`` again (one program per checkpoint
+    tuple), ``"traced"`` when it does not (one program for any checkpoint values).
+
+    ``run(steps)`` calls the public path; it is called at 1 step, then the traces of
+    ``train_runs`` (JAX's monitoring events) are counted during a call at 2 steps.
+    """
+    traces = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == TRACE_EVENT and kwargs.get("fun_name") == linear_heads.train_runs.__name__:
+            traces.append(duration)
+
+    jax.block_until_ready(run(1))
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        jax.block_until_ready(run(2))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    return "static" if traces else "traced"
 
 
 _HLO_ARRAY = re.compile(r"\b(bf16|f16|f32|f64|c64|c128)\[([0-9,]*)\]")
@@ -151,9 +173,10 @@ def _roof(steps: int, loss: str) -> Callable:
 
 
 # --- DIAGNOSTIC ONLY -------------------------------------------------------------------------
-# The library's GD step (heads.step) re-written here without optax, with or without the
-# running max of |l'| (dloss_max) that heads.step tracks, and with a static trip count or a
-# traced one (as heads.train has with traced checkpoints: a while loop with a dynamic bound).
+# The library's GD step (linear_heads.step) re-written here without optax, with or without the
+# running max of |l'| (dloss_max) that linear_heads.step tracks, and with a static trip count or
+# a traced one (as linear_heads.train has with traced checkpoints: a while loop with a dynamic
+# bound).
 # These are not used for the main numbers; they show where the library's time beyond the roof
 # goes.
 
@@ -205,7 +228,7 @@ def bench_case(loss: str, n: int, d: int, dtype, steps: int, repeats: int, diagn
     ds = planted_margin(n, d, 0.1, seed=0)
     Z = jnp.asarray(ds.y[:, None] * ds.X, dtype=dtype)  # explicit dtype (float32 stays float32)
     runs = n + 1
-    weights = heads.loo_weights(n, dtype)  # (runs, n): S, then every S\i
+    weights = linear_heads.loo_weights(n, dtype)  # (runs, n): S, then every S\i
     lr = jnp.full((runs,), LR, dtype)
     w0 = jnp.zeros((runs, 1, d), dtype)
     checkpoints = jnp.asarray([steps])
@@ -220,8 +243,8 @@ def bench_case(loss: str, n: int, d: int, dtype, steps: int, repeats: int, diagn
         _train_runs_static.lower(*args, static_cps, **kw).compile(), runs, n, d
     )
 
-    def run_public():
-        return stability.loo_stability(
+    def run_public(steps=steps):
+        return linear_heads.loo_stability(
             ds.X, ds.y, loss=loss, lr=LR, steps=steps, notion="direction", dtype=dtype
         )
 
@@ -229,7 +252,7 @@ def bench_case(loss: str, n: int, d: int, dtype, steps: int, repeats: int, diagn
         return _train_runs(*args, checkpoints, **kw)
 
     def run_static():
-        return heads.jit_train_runs(*args, static_cps, **kw)
+        return linear_heads.jit_train_runs(*args, static_cps, **kw)
 
     # The baseline: one jitted single-run train per run, compiled once and reused.
     per_run = [(weights[r], lr[r], w0[r]) for r in range(runs)]
@@ -257,9 +280,9 @@ def bench_case(loss: str, n: int, d: int, dtype, steps: int, repeats: int, diagn
             fn = _diagnostic_gd(steps, loss, track, traced)
             variants[name] = lambda fn=fn: fn(*args)
 
-    # Warm up (compile) everything; the public path's trajectory comes from simulate, the
-    # training loo_stability runs (same compiled program).
-    sim = stability.simulate(ds.X, ds.y, loss=loss, lr=LR, steps=steps, dtype=dtype)
+    # Warm up (compile) everything; the public path's trajectory comes from train_head_runs,
+    # the training loo_stability runs (same compiled program).
+    sim = linear_heads.train_head_runs(ds.X, ds.y, loss=loss, lr=LR, steps=steps, dtype=dtype)
     public_w = np.asarray(jax.block_until_ready(sim.trajectory.w))
     assert public_w.dtype == dtype, public_w.dtype
     jax.block_until_ready(_train_one(Z, *per_run[0], checkpoints, **kw))
@@ -284,7 +307,7 @@ def bench_case(loss: str, n: int, d: int, dtype, steps: int, repeats: int, diagn
         "dtype": dtype.name,
         "runs": runs,
         "steps": steps,
-        "public_path": public_checkpoints(),
+        "public_path": public_checkpoints(lambda steps: run_public(steps).per_sample),
         "roof_s": t_roof,
         "loop_s": t_loop,
         "mem_est": runs * (n + d) * itemsize,
@@ -370,10 +393,10 @@ def print_memory(results: Sequence[dict]) -> None:
 def print_diagnostics(results: Sequence[dict]) -> None:
     print()
     print("DIAGNOSTIC (not the library): the same vmapped GD written in this file without optax.")
-    print("'no dmax' omits heads.step's dloss_max tracking, 'dmax' keeps it (both with a static")
-    print("trip count); 'dmax traced' also has a traced trip count, as heads.train has with")
-    print("traced checkpoints. 'x roof' = time / roof time; |w-traced| = max abs difference of")
-    print("the final weights from the library's traced path.")
+    print("'no dmax' omits linear_heads.step's dloss_max tracking, 'dmax' keeps it (both with a")
+    print("static trip count); 'dmax traced' also has a traced trip count, as linear_heads.train")
+    print("has with traced checkpoints. 'x roof' = time / roof time; |w-traced| = max abs")
+    print("difference of the final weights from the library's traced path.")
     header = (
         f"{'loss':>11} {'n':>5} {'d':>4} {'dtype':>7} {'roof s':>8} {'no dmax s':>10} "
         f"{'dmax s':>8} {'dmax traced s':>14} {'x roof:':>8} {'no dmax':>8} {'dmax':>6} "
@@ -434,8 +457,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     print(
         f"LOO simulation benchmark: jax {jax.__version__}, backend {jax.default_backend()}, "
         f"device {dev.device_kind} (x{jax.device_count()}); GD lr={LR}, {steps} steps, "
-        f"best of {repeats}; public path = stability.loo_stability "
-        f"({public_checkpoints()} checkpoints)"
+        f"best of {repeats}; public path = linear_heads.loo_stability"
     )
     print(f"load average (1 min) at start: {_load()}")
     results = []
@@ -445,7 +467,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 t0 = time.perf_counter()
                 results.append(bench_case(loss, n, d, dtype, steps, repeats, args.diagnose))
                 print(
-                    f"  measured {loss} n={n} d={d} {dtype} in {time.perf_counter() - t0:.1f} s",
+                    f"  measured {loss} n={n} d={d} {dtype} in {time.perf_counter() - t0:.1f} s "
+                    f"(public path: {results[-1]['public_path']} checkpoints)",
                     flush=True,
                 )
     print(f"load average (1 min) at end: {_load()}")
@@ -453,9 +476,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     print_table(results)
     print()
     print(
-        "of roof = roof s / time; vs loop = loop s / time. public = stability.loo_stability, "
-        "traced = jit(heads.train_runs) with a jax.Array of checkpoints, static = "
-        "heads.jit_train_runs with checkpoints (steps,)."
+        "of roof = roof s / time; vs loop = loop s / time. public = "
+        "linear_heads.loo_stability, traced = jit(linear_heads.train_runs) with a jax.Array of "
+        "checkpoints, static = linear_heads.jit_train_runs with checkpoints (steps,)."
     )
     print()
     print_memory(results)
