@@ -14,9 +14,10 @@ from stabtheory.report.figures import (
     plot_per_sample,
     save_figure,
 )
-from stabtheory.report.format import failures, fmt, jsonable
+from stabtheory.report.format import check_rows, failures, fmt, jsonable
 
 __all__ = [
+    "check_rows",
     "failures",
     "figure_workers",
     "fmt",

@@ -125,24 +125,13 @@ def plot_bound_vs_empirical(
     if ok.any():
         b = np.where(check.entry_mask, bound, np.nan)[ok]
         marker = "o" if ok.sum() <= 3 else None  # a few checkpoints: a line alone is invisible
-        ax.plot(
-            steps[ok],
-            np.nanmean(b, axis=1),
-            "--",
-            marker=marker,
-            ms=4,
-            color="k",
-            label=f"bound {name} (mean)",
-        )
-        ax.plot(
-            steps[ok],
-            np.nanmax(b, axis=1),
-            "-.",
-            marker=marker,
-            ms=4,
-            color="0.5",
-            label="bound (max over i)",
-        )
+        for reduce, style, shade, text in (
+            (np.nanmean, "--", "k", f"bound {name} (mean)"),
+            (np.nanmax, "-.", "0.5", "bound (max over i)"),
+        ):
+            ax.plot(
+                steps[ok], reduce(b, axis=1), style, marker=marker, ms=4, color=shade, label=text
+            )
     else:
         failed = ", ".join(a.name for a in check.assumptions if not a.holds)
         ax.text(

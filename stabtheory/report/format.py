@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 
-__all__ = ["failures", "fmt", "jsonable"]
+from stabtheory.bounds import REGISTRY
+
+__all__ = ["check_rows", "failures", "fmt", "jsonable"]
 
 
 def jsonable(x):
@@ -56,3 +58,10 @@ def _failed(a: dict, check: dict) -> str:
 def failures(check: dict) -> str:
     """The failed assumptions of a check row of ``report.json``, in words (``none``)."""
     return "; ".join(_failed(a, check) for a in check["assumptions"] if not a["holds"]) or "none"
+
+
+def check_rows(report: dict, evidence: type) -> list[dict]:
+    """The check rows of ``report.json`` whose theorem takes evidence of class ``evidence``
+    (a study's rows: e.g. :class:`~stabtheory.bounds.HeadEvidence`), in report order."""
+    ours = {th.id for th in REGISTRY.values() if issubclass(th.evidence, evidence)}
+    return [c for c in report["checks"] if c["theorem"] in ours]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -102,6 +102,18 @@ class Comparison:
     def values(self, method: str, measure: str) -> np.ndarray:
         """The per-seed ``measure`` of ``method``."""
         return self.per_seed[method][measure]
+
+    def against_reference(
+        self, method: str, measure: str, statistic: Callable, *, seed: int
+    ) -> tuple[np.ndarray, np.ndarray, float, tuple]:
+        """``(a, b, estimate, ci)``: the per-seed ``measure`` of ``method`` (a) and of the
+        reference (b), and ``statistic(a, b)`` (e.g.
+        :func:`~stabtheory.statistics.mean_difference`) with its bootstrap interval, drawn
+        with ``seed`` and this comparison's ``n_boot`` and ``level``."""
+        a = self.values(method, measure)
+        b = self.values(self.reference, measure)
+        est, ci = statistic(a, b, seed=seed, n_boot=self.n_boot, level=self.level)
+        return a, b, est, ci
 
 
 @dataclasses.dataclass(frozen=True)

@@ -150,9 +150,7 @@ class MMR(Method):
     def mechanism(self, c: Comparison) -> Mechanism:
         """The difference of mean feature margins ``gamma / R`` (non-separable as 0), method -
         reference, predicted positive."""
-        a = c.values(self.name, "feature_margin")
-        b = c.values(c.reference, "feature_margin")
-        est, ci = mean_difference(a, b, seed=5, n_boot=c.n_boot, level=c.level)
+        a, b, est, ci = c.against_reference(self.name, "feature_margin", mean_difference, seed=5)
         text = (
             f"feature max margin gamma/R: {c.reference} {b.mean():.4f}, {self.name} "
             f"{a.mean():.4f}, difference {est:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]"

@@ -201,9 +201,7 @@ class SURT(Method):
     def mechanism(self, c: Comparison) -> Mechanism:
         """The ratio of mean weight distances ``||theta_start - theta*||``, method /
         reference, predicted below 1."""
-        a = c.values(self.name, "weight_distance")
-        b = c.values(c.reference, "weight_distance")
-        est, ci = mean_ratio(a, b, seed=6, n_boot=c.n_boot, level=c.level)
+        a, b, est, ci = c.against_reference(self.name, "weight_distance", mean_ratio, seed=6)
         text = (
             f"fine-tuning weight distance ||theta_start - theta*||: {c.reference} "
             f"{b.mean():.3f}, {self.name} {a.mean():.3f}, ratio {est:.3f} "

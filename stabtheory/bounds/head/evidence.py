@@ -28,10 +28,13 @@ from stabtheory.svm import LooMaxMargin, loo_max_margin, max_margin
 
 __all__ = [
     "HeadEvidence",
+    "direction_rate_check",
+    "exponential_from_zero",
     "finite",
     "head_evidence",
     "head_result",
     "margin_certificate",
+    "margin_rate_check",
     "nonzero",
     "separable",
     "step_size",
@@ -357,3 +360,61 @@ def head_result(
         config=dict(ev.config),
         trivial=trivial_bound(notion) if trivial is None else trivial,
     )
+
+
+def exponential_from_zero(ev: HeadEvidence, optimizer: str) -> bool:
+    """Whether the runs are the a-priori rates' setting: exponential loss, ``optimizer``, one
+    head, start ``w(0) = 0`` (Theorems H-2 and H-3)."""
+    cfg = ev.config
+    return (
+        cfg["loss"] == "exponential"
+        and cfg["optimizer"] == optimizer
+        and cfg["heads"] == 1
+        and cfg["init"] == "zero"
+    )
+
+
+def direction_rate_check(
+    theorem, notion, ev: HeadEvidence, gamma_S, gamma_loo, assumptions, applicable_at
+) -> BoundCheck:
+    """The check of an a-priori direction rate (``head.H2``, ``head.H3``) per sample and
+    checkpoint: ``theorem`` at ``(t, eta, n, gamma, R, D_i, gamma_i, R_i)`` with the max
+    margins ``gamma_S`` of S and ``gamma_loo`` (n,) of every S\\i, against
+    ``loo.direction``."""
+    steps = ev.steps.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bound = np.asarray(
+            theorem.evaluate(
+                steps[:, None],
+                ev.config["lr"],
+                float(ev.n),
+                gamma_S,
+                ev.radius,
+                ev.D[None, :],
+                gamma_loo[None, :],
+                ev.radius_loo[None, :],
+            )
+        )
+    empirical = ev.empirical("direction")
+    return head_result(theorem, notion, ev, bound, empirical, assumptions, applicable_at)
+
+
+def margin_rate_check(
+    theorem, notion, ev: HeadEvidence, gamma_S, gamma_loo, assumptions, applicable_at
+) -> BoundCheck:
+    """The check of an a-priori margin rate (``head.H2m``, ``head.H3m``) for every run:
+    ``theorem`` at ``(t, eta, n, gamma, R)``; column 0 is the run on S, column ``i + 1`` the
+    run on S\\i (with ``n - 1``, ``gamma_loo[i]``, ``R(S\\i)``), against the conservative
+    deltas of :class:`HeadEvidence`."""
+    steps = ev.steps.astype(np.float64)[:, None]
+    lr = ev.config["lr"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b_S = np.asarray(theorem.evaluate(steps, lr, float(ev.n), gamma_S, ev.radius))
+        b_i = np.asarray(
+            theorem.evaluate(steps, lr, float(ev.n - 1), gamma_loo[None], ev.radius_loo[None])
+        )
+    bound = np.concatenate([b_S, b_i], axis=1)
+    empirical = np.concatenate([ev.delta_S[:, None], ev.delta_loo], axis=1)
+    # a margin gap gamma - min_i y_i v.x_i is at most gamma + R whatever v is
+    trivial = np.concatenate([[ev.loo.full.margin + ev.radius], ev.loo.margins + ev.radius_loo])
+    return head_result(theorem, notion, ev, bound, empirical, assumptions, applicable_at, trivial)

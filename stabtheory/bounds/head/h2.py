@@ -14,8 +14,10 @@ import sympy as sp
 
 from stabtheory.bounds.head.evidence import (
     HeadEvidence,
+    direction_rate_check,
+    exponential_from_zero,
     finite,
-    head_result,
+    margin_rate_check,
     separable,
     step_size,
 )
@@ -79,16 +81,10 @@ def _h2_facts() -> dict:
 
 
 def _h2_setting(ev: HeadEvidence):
-    """Assumptions of Theorem H-2 and Psi(t) for S (C,) and every S\\i (C, n)."""
-    cfg = ev.config
-    lr = cfg["lr"]
+    """Assumptions of Theorem H-2 and the checkpoints where Psi(t) > 0 for S and every S\\i."""
+    lr = ev.config["lr"]
     steps = ev.steps.astype(np.float64)
-    setting = (
-        cfg["loss"] == "exponential"
-        and cfg["optimizer"] == "gd"
-        and cfg["heads"] == 1
-        and cfg["init"] == "zero"
-    )
+    setting = exponential_from_zero(ev, "gd")
     g1 = ev.loo.full.margin / ev.radius
     g1_i = ev.loo.margins / ev.radius_loo
     e1 = lr * ev.radius**2
@@ -116,7 +112,7 @@ def _h2_setting(ev: HeadEvidence):
             pointwise=True,
         ),
     ]
-    return assumptions, psi_S, psi_i
+    return assumptions, (psi_S > 0) & (psi_i > 0).all(axis=1)
 
 
 def check_h2(ev: HeadEvidence, notion: str = "loo.direction") -> BoundCheck:
@@ -127,23 +123,10 @@ def check_h2(ev: HeadEvidence, notion: str = "loo.direction") -> BoundCheck:
     theorem's margin statement itself; at the study's t (<= 1e4) it is mostly vacuous too
     (above gamma + R), since GD's margin rate is only logarithmic in t (docs/theory.md
     section 3); ``head.H3`` is the rate that is informative at such t, for normalized GD."""
-    assumptions, psi_S, psi_i = _h2_setting(ev)
-    psi_ok = (psi_S > 0) & (psi_i > 0).all(axis=1)
-    steps = ev.steps.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        bound = np.asarray(
-            H2.evaluate(
-                steps[:, None],
-                ev.config["lr"],
-                float(ev.n),
-                ev.loo.full.margin,
-                ev.radius,
-                ev.D[None, :],
-                ev.loo.margins[None, :],
-                ev.radius_loo[None, :],
-            )
-        )
-    return head_result(H2, notion, ev, bound, ev.empirical("direction"), assumptions, psi_ok)
+    assumptions, psi_ok = _h2_setting(ev)
+    return direction_rate_check(
+        H2, notion, ev, ev.loo.full.margin, ev.loo.margins, assumptions, psi_ok
+    )
 
 
 def check_h2_margin(ev: HeadEvidence, notion: str = "margin.gap") -> BoundCheck:
@@ -152,20 +135,10 @@ def check_h2_margin(ev: HeadEvidence, notion: str = "margin.gap") -> BoundCheck:
     Column 0 is the run on S, column ``i + 1`` the run on S\\i (with ``n - 1``,
     ``gamma(S\\i)``, ``R(S\\i)``); the empirical delta is the conservative one of
     :class:`HeadEvidence`."""
-    assumptions, psi_S, psi_i = _h2_setting(ev)
-    psi_ok = (psi_S > 0) & (psi_i > 0).all(axis=1)
-    steps = ev.steps.astype(np.float64)[:, None]
-    lr = ev.config["lr"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        b_S = np.asarray(H2M.evaluate(steps, lr, float(ev.n), ev.loo.full.margin, ev.radius))
-        b_i = np.asarray(
-            H2M.evaluate(steps, lr, float(ev.n - 1), ev.loo.margins[None], ev.radius_loo[None])
-        )
-    bound = np.concatenate([b_S, b_i], axis=1)
-    empirical = np.concatenate([ev.delta_S[:, None], ev.delta_loo], axis=1)
-    # a margin gap gamma - min_i y_i v.x_i is at most gamma + R whatever v is
-    trivial = np.concatenate([[ev.loo.full.margin + ev.radius], ev.loo.margins + ev.radius_loo])
-    return head_result(H2M, notion, ev, bound, empirical, assumptions, psi_ok, trivial)
+    assumptions, psi_ok = _h2_setting(ev)
+    return margin_rate_check(
+        H2M, notion, ev, ev.loo.full.margin, ev.loo.margins, assumptions, psi_ok
+    )
 
 
 H2 = Theorem(

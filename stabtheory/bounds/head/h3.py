@@ -8,13 +8,14 @@ r"""Theorem H-3, ``head.H3`` and ``head.H3m``: the a-priori rate of normalized G
 
 from __future__ import annotations
 
-import numpy as np
 import sympy as sp
 
 from stabtheory.bounds.head.evidence import (
     HeadEvidence,
+    direction_rate_check,
+    exponential_from_zero,
     finite,
-    head_result,
+    margin_rate_check,
     separable,
     step_size,
 )
@@ -43,12 +44,7 @@ def _h3_setting(ev: HeadEvidence):
     cfg = ev.config
     lr = cfg["lr"]
     steps = ev.steps
-    setting = (
-        cfg["loss"] == "exponential"
-        and cfg["optimizer"] == "ngd"
-        and cfg["heads"] == 1
-        and cfg["init"] == "zero"
-    )
+    setting = exponential_from_zero(ev, "ngd")
     assumptions = [
         Assumption.measure(
             "exponential loss, NGD, 1 head, w(0)=0",
@@ -87,21 +83,7 @@ def check_h3(ev: HeadEvidence, notion: str = "loo.direction") -> BoundCheck:
     ``e``, which is 2 (the trivial bound) when ``b > 2 gamma``. Unlike H-2 it is below 2 at
     practical t (``t > (log n + 1/2) / (2 eta gamma^2)`` for each term to leave 2)."""
     assumptions, ok, g_S, g_i = _h3_setting(ev)
-    steps = ev.steps.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        bound = np.asarray(
-            H3.evaluate(
-                steps[:, None],
-                ev.config["lr"],
-                float(ev.n),
-                g_S,
-                ev.radius,
-                ev.D[None, :],
-                g_i[None, :],
-                ev.radius_loo[None, :],
-            )
-        )
-    return head_result(H3, notion, ev, bound, ev.empirical("direction"), assumptions, ok)
+    return direction_rate_check(H3, notion, ev, g_S, g_i, assumptions, ok)
 
 
 def check_h3_margin(ev: HeadEvidence, notion: str = "margin.gap") -> BoundCheck:
@@ -111,16 +93,7 @@ def check_h3_margin(ev: HeadEvidence, notion: str = "margin.gap") -> BoundCheck:
     ``gamma(S\\i)``, ``R(S\\i)``); the empirical delta is the conservative one of
     :class:`HeadEvidence`, the bound uses the certified lower max margins."""
     assumptions, ok, g_S, g_i = _h3_setting(ev)
-    steps = ev.steps.astype(np.float64)[:, None]
-    lr = ev.config["lr"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        b_S = np.asarray(H3M.evaluate(steps, lr, float(ev.n), g_S, ev.radius))
-        b_i = np.asarray(H3M.evaluate(steps, lr, float(ev.n - 1), g_i[None], ev.radius_loo[None]))
-    bound = np.concatenate([b_S, b_i], axis=1)
-    empirical = np.concatenate([ev.delta_S[:, None], ev.delta_loo], axis=1)
-    # a margin gap gamma - min_i y_i v.x_i is at most gamma + R whatever v is
-    trivial = np.concatenate([[ev.loo.full.margin + ev.radius], ev.loo.margins + ev.radius_loo])
-    return head_result(H3M, notion, ev, bound, empirical, assumptions, ok, trivial)
+    return margin_rate_check(H3M, notion, ev, g_S, g_i, assumptions, ok)
 
 
 H3 = Theorem(

@@ -9,14 +9,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from stabtheory.bounds import REGISTRY, FTEvidence, get
+from stabtheory.bounds import FTEvidence, get
 from stabtheory.report.figures import (
     plot_bound_vs_empirical,
     plot_claim,
     plot_per_sample,
     save_figure,
 )
-from stabtheory.report.format import failures, fmt
+from stabtheory.report.format import check_rows, failures, fmt
 from stabtheory.simulations.finetune.claims import KNOBS, sweeps
 from stabtheory.simulations.finetune.compute import REAL, FineTuneStudy
 from stabtheory.simulations.finetune.spec import MEASURES
@@ -79,8 +79,7 @@ def _design(cfg: dict) -> str:
 
 def markdown(report: dict) -> list[str]:
     """The full fine-tuning checks table and the Taylor faithfulness table."""
-    ours = {th.id for th in REGISTRY.values() if issubclass(th.evidence, FTEvidence)}
-    ft_rows = [c for c in report["checks"] if c["theorem"] in ours]
+    ft_rows = check_rows(report, FTEvidence)
     lines: list[str] = []
     if not ft_rows:
         return lines

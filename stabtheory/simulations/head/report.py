@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from stabtheory.bounds import REGISTRY, HeadEvidence, get
+from stabtheory.bounds import HeadEvidence, get
 from stabtheory.data.families import FAMILIES
 from stabtheory.report.figures import (
     plot_bound_vs_empirical,
@@ -15,7 +15,7 @@ from stabtheory.report.figures import (
     plot_per_sample,
     save_figure,
 )
-from stabtheory.report.format import failures, fmt
+from stabtheory.report.format import check_rows, failures, fmt
 from stabtheory.simulations.head.claims import design, margin_parameter, sweep
 from stabtheory.simulations.head.compute import HeadStudy
 from stabtheory.simulations.head.spec import NOTIONS, HeadConfig
@@ -71,8 +71,7 @@ def _families(study: HeadStudy) -> list[dict]:
 
 def markdown(report: dict) -> list[str]:
     """The data-families table and the head-tuning checks table."""
-    ours = {th.id for th in REGISTRY.values() if issubclass(th.evidence, HeadEvidence)}
-    head_rows = [c for c in report["checks"] if c["theorem"] in ours]
+    head_rows = check_rows(report, HeadEvidence)
     lines: list[str] = []
     if not head_rows:
         return lines
