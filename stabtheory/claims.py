@@ -4,8 +4,8 @@ A :class:`Claim` predicts the sign of d(instability)/d(parameter); :func:`verdic
 regime of a sweep from per-sample instabilities over independent data draws (Kendall's tau-b
 with a hierarchical bootstrap interval, and the effect ratio between the ends of the sweep,
 decided by :func:`decide`); :func:`combine` turns the regimes of one claim and notion into
-its :class:`Verdict` (regimes of design ``"control"`` are reported, not counted). The rule and
-its statistics are in docs/theory.md section 6.
+its :class:`Verdict` (only counted regimes decide it: natural variation inside the theory; the
+others are shown). The rule and its statistics are in docs/theory.md section 6.
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ __all__ = [
 #: The smallest decisive effect: ratio of mean instabilities between the ends of a sweep.
 MIN_EFFECT = 1.1
 
-#: Regime designs: a natural knob (``observational``), a knob that moves one bound quantity
-#: alone (``controlled``), and a check whose outcome is known by construction (``control``,
-#: never counted toward the claim's verdict).
-DESIGNS = ("observational", "controlled", "control")
+#: Regime designs (docs/theory.md section 6): ``natural`` variation of the algorithm's inputs
+#: (the only design counted toward a verdict), ``confounded`` (the knob also moves a quantity
+#: the claim does not name), ``positive-control`` (the outcome follows from an identity: it
+#: checks the implementation), ``software-control`` (an invariance of the code, e.g. identical
+#: trajectories) and ``placebo`` (a null knob measuring the false-decision rate).
+DESIGNS = ("natural", "confounded", "positive-control", "software-control", "placebo")
 
 #: What a regime's ``statistic`` and ``effect`` are, and how they decide.
 STATISTIC = (
@@ -85,6 +87,8 @@ class RegimeVerdict:
       tau, ci: Kendall tau-b of (parameter, mean instability) and its bootstrap interval.
       parameter_values, instability: the sweep and its mean instabilities.
       design: one of :data:`DESIGNS`.
+      counted: whether the regime counts toward the claim's verdict: only a ``natural`` one
+        can, and not when it lies outside the theory (its name then says why).
       replicates: the number of independent data draws (smallest over configurations).
       effect, effect_ci: the effect ratio (largest / smallest parameter value) and its interval.
       sign_p, draws_up, draws_down: the sign test on the per-draw taus: its p-value and the
@@ -97,13 +101,20 @@ class RegimeVerdict:
     ci: tuple[float, float]
     parameter_values: list
     instability: list
-    design: str = "observational"
+    design: str = "natural"
     replicates: int = 1
     effect: float = math.nan
     effect_ci: tuple[float, float] = (math.nan, math.nan)
     sign_p: float = math.nan
     draws_up: int = 0
     draws_down: int = 0
+    counted: bool = True
+
+    def __post_init__(self):
+        if self.design not in DESIGNS:
+            raise ValueError(f"design must be one of {DESIGNS}, got {self.design!r}.")
+        if self.counted and self.design != "natural":
+            raise ValueError(f"a {self.design} regime is shown, never counted ({self.regime}).")
 
     def statistic(self) -> dict:
         """The regime's ``statistic`` entry of ``report.json``."""
@@ -120,6 +131,7 @@ class RegimeVerdict:
         return {
             "name": self.regime,
             "design": self.design,
+            "counted": bool(self.counted),
             "verdict": self.verdict,
             "statistic": self.statistic(),
             "effect": {"ratio": _float(self.effect), "ci": [_float(c) for c in self.effect_ci]},
@@ -163,7 +175,8 @@ def verdict(
     per_sample: Sequence[np.ndarray],
     *,
     regime: str = "all",
-    design: str = "observational",
+    design: str = "natural",
+    counted: bool | None = None,
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
@@ -177,7 +190,9 @@ def verdict(
       per_sample: per configuration, the per-sample instability values: ``(n,)`` for one
         data draw or ``(draws, n)`` (sizes may differ between configurations).
       regime: a name for the regime.
-      design: ``"observational"``, ``"controlled"`` or ``"control"`` (:data:`DESIGNS`).
+      design: one of :data:`DESIGNS`.
+      counted: whether the regime counts toward the verdict; by default exactly when its
+        design is ``natural``. Pass ``False`` for natural variation outside the theory.
       n_boot, level, seed: the hierarchical bootstrap.
       min_effect: the smallest decisive effect ratio (and 1 / it for a decrease).
 
@@ -194,6 +209,8 @@ def verdict(
     """
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {DESIGNS}, got {design!r}.")
+    if counted is None:
+        counted = design == "natural"
     s = sweep_statistics(parameter_values, per_sample, n_boot=n_boot, level=level, seed=seed)
     word = decide(s.tau_ci, s.effect, s.effect_ci, claim.predicted_sign, min_effect=min_effect)
     return RegimeVerdict(
@@ -210,6 +227,7 @@ def verdict(
         sign_p=s.sign.p,
         draws_up=s.sign.up,
         draws_down=s.sign.down,
+        counted=counted,
     )
 
 
@@ -252,46 +270,47 @@ class Verdict:
 
 
 def combine(claim: Claim, notion: str, regimes: Sequence[RegimeVerdict], figure=None) -> Verdict:
-    """Overall verdict from the regimes' verdicts.
+    """Overall verdict from the counted regimes' verdicts.
 
-    Counted regimes: those whose design is not ``"control"`` (all of them when every regime
-    is a control). Among them, a claim is ``regime-dependent`` when some support it and others
-    refute it, ``supported`` or ``refuted`` when the decisive regimes agree and make at least
-    half of the counted regimes, and ``inconclusive`` otherwise. Control regimes are listed in
-    the explanation.
+    Only counted regimes (:attr:`RegimeVerdict.counted`: natural variation inside the theory)
+    decide. Among them, a claim is ``regime-dependent`` when some support it and others refute
+    it, ``supported`` or ``refuted`` when the decisive regimes agree and make at least half of
+    the counted regimes, and ``inconclusive`` otherwise, or when no regime is counted. The
+    regimes that are shown but not counted (controls, confounded or outside the theory) are
+    listed in the explanation with their design.
     """
     regimes = tuple(regimes)
     if not regimes:
         raise ValueError(f"no regimes to combine for {claim.id} ({notion}).")
-    all_controls = all(r.design == "control" for r in regimes)
-    counted = list(regimes) if all_controls else [r for r in regimes if r.design != "control"]
-    controls = [] if all_controls else [r for r in regimes if r.design == "control"]
+    counted = [r for r in regimes if r.counted]
+    shown = [r for r in regimes if not r.counted]
     words = {r.verdict for r in counted}
     by = {w: [r.regime for r in counted if r.verdict == w] for w in words}
     listing = "; ".join(f"{w} in {', '.join(by[w])}" for w in sorted(by))
     decisive = words - {"inconclusive"}
-    if len(decisive) == 2:
+    if not counted:
+        word, why = "inconclusive", "no counted regime (natural variation inside the theory)"
+    elif len(decisive) == 2:
         word, why = "regime-dependent", listing
     elif not decisive:
-        word, why = "inconclusive", "no regime is decisive"
+        word, why = "inconclusive", "no counted regime is decisive"
     else:
         (sign,) = decisive
         if len(by[sign]) == len(counted):
-            word, why = sign, f"{sign} in every regime"
+            word, why = sign, f"{sign} in every counted regime"
         elif 2 * len(by[sign]) >= len(counted):
-            word, why = sign, f"{sign} in most regimes, none contradicts: {listing}"
+            word, why = sign, f"{sign} in most counted regimes, none contradicts: {listing}"
         else:
-            word, why = "inconclusive", f"decisive in a minority of regimes only: {listing}"
-    if all_controls:
-        why += " (every regime is a control)"
-    if controls:
-        why += "; controls, not counted: " + "; ".join(
-            f"{r.verdict} in {r.regime}" for r in controls
+            word, why = "inconclusive", f"decisive in a minority of counted regimes only: {listing}"
+    if shown:
+        why += "; shown, not counted: " + "; ".join(
+            f"{r.verdict} in {r.regime} [{r.design}]" for r in shown
         )
+    pool = counted or list(regimes)
     lead = (
-        next((r for r in counted if r.verdict == word), None)
-        or next((r for r in counted if r.verdict != "inconclusive"), None)
-        or counted[0]
+        next((r for r in pool if r.verdict == word), None)
+        or next((r for r in pool if r.verdict != "inconclusive"), None)
+        or pool[0]
     )
     return Verdict(
         claim.id,
@@ -300,7 +319,7 @@ def combine(claim: Claim, notion: str, regimes: Sequence[RegimeVerdict], figure=
         why,
         regimes,
         figure,
-        replicates=min(r.replicates for r in counted),
+        replicates=min(r.replicates for r in pool),
         effect=lead.effect,
         effect_ci=tuple(lead.effect_ci),
     )

@@ -274,8 +274,30 @@ def test_vacuous_share_counts_bounds_at_least_the_trivial_bound():
 
     assert dataclasses.replace(chk, bound=chk.bound * 0 + 2.0).vacuous_share == 1.0
     assert dataclasses.replace(chk, bound=chk.bound * 0 + 1.9).vacuous_share == 0.0
-    # raw weights have no trivial bound
-    assert check_bound("head.C1", ds.X, ds.y, lr=0.5, steps=[10]).vacuous_share is None
+
+
+@pytest.mark.parametrize("loss", ["exponential", "logistic"])
+def test_weights_and_loss_trivial_bounds_follow_from_the_runs(loss):
+    """||w(S) - w0|| + ||w(S\\i) - w0|| and l(w(S); z_i) + l(w(S\\i); z_i), recomputed with
+    numpy from the runs (both start at w0 = 0 here)."""
+    ds = st.planted_margin(10, 3, 0.2, seed=5)
+    steps = [3, 30]
+    runs = st.linear_heads.train_head_runs(ds.X, ds.y, loss=loss, lr=0.5, steps=steps)
+    w = np.asarray(runs.trajectory.w).mean(axis=-2)  # (n + 1, C, d)
+    norms = np.linalg.norm(w, axis=-1)
+    expected_w = norms[0][:, None] + norms[1:].T  # (C, n)
+    Z = ds.y[:, None] * ds.X
+    m_S = w[0] @ Z.T  # (C, n): margins of the run on S at every z_i
+    m_i = np.einsum("icd,id->ci", w[1:], Z)  # run S\i at its own z_i
+    ell = (lambda m: np.exp(-m)) if loss == "exponential" else (lambda m: np.log1p(np.exp(-m)))
+    expected_l = ell(m_S) + ell(m_i)
+    for notion, expected in (("weights", expected_w), ("loss", expected_l)):
+        chk = check_bound(
+            "head.C1", ds.X, ds.y, loss=loss, lr=0.5, steps=steps, notion=f"loo.{notion}"
+        )
+        np.testing.assert_allclose(chk.trivial, expected, rtol=1e-12)
+        assert chk.vacuous_share is not None
+        assert chk.summary()["trivial_bound"] == pytest.approx(expected.max(), rel=1e-12)
 
 
 def test_margin_gap_trivial_bound_is_gamma_plus_radius_per_run():

@@ -100,9 +100,17 @@ def test_planted_head_n_is_a_control_and_every_family_is_a_regime(study):
         for family in FAMILIES:
             assert any(r.regime.startswith(family) for r in regimes), (claim_id, family)
     for r in _regimes(study, "head.n"):
-        assert r.design == ("control" if r.regime.startswith("planted") else "observational")
+        planted = r.regime.startswith("planted")
+        assert r.design == ("positive-control" if planted else "natural")
+        assert r.counted == (not planted)
     for r in _regimes(study, "head.margin"):
-        assert r.design == "observational"
+        assert r.design == "natural" and r.counted
+    for r in _regimes(study, "head.lr"):  # eta at fixed t also moves eta * t
+        assert (r.design == "confounded") == ("fixed t" in r.regime)
+    for v in study.verdicts:
+        if v.claim == "head.iterations" and v.notion == "loo.weights":
+            assert all(r.design == "positive-control" for r in v.regimes)
+            assert all("grows by construction" in r.regime for r in v.regimes)
     (digits,) = {
         r.regime.split(",")[0] for r in _regimes(study, "head.margin") if "digits" in r.regime
     }

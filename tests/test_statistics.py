@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -144,7 +145,7 @@ def test_percentile_interval_handles_nan_and_inf():
     assert (lo, hi) == (1.0, math.inf)
 
 
-def _rv(name, word, design="observational", effect=2.0, replicates=10):
+def _rv(name, word, design="natural", effect=2.0, replicates=10):
     return RegimeVerdict(
         name,
         word,
@@ -156,14 +157,15 @@ def _rv(name, word, design="observational", effect=2.0, replicates=10):
         replicates=replicates,
         effect=effect,
         effect_ci=(effect * 0.9, effect * 1.1),
+        counted=design == "natural",
     )
 
 
 def test_combine_ignores_control_regimes():
     claim = HEAD_CLAIMS["head.n"]
-    planted = _rv("planted", "supported", design="control", effect=0.2, replicates=3)
+    planted = _rv("planted", "supported", design="positive-control", effect=0.2, replicates=3)
     generic = _rv("generic", "inconclusive", effect=0.95, replicates=12)
-    real = _rv("real", "refuted", design="controlled", effect=1.4, replicates=10)
+    real = _rv("real", "refuted", effect=1.4, replicates=10)
     v = combine(claim, "loo.weights", [planted, generic])
     assert v.verdict == "inconclusive"  # the planted support does not count
     assert "not counted" in v.explanation and "planted" in v.explanation
@@ -171,11 +173,30 @@ def test_combine_ignores_control_regimes():
     v = combine(claim, "loo.weights", [planted, generic, real])
     assert v.verdict == "refuted"  # 1 of 2 counted regimes refutes, none supports
     assert v.replicates == 10 and v.effect == 1.4 and v.effect_ci == pytest.approx((1.26, 1.54))
-    # A claim made of controls only (a negative control) is judged on them.
-    null = _rv("scaled", "inconclusive", design="control", effect=1.0)
+    # Controls and confounded regimes never decide, not even when they are all there is.
+    null = _rv("scaled", "inconclusive", design="software-control", effect=1.0)
     v = combine(claim, "loo.weights", [null, null])
-    assert v.verdict == "inconclusive" and "every regime is a control" in v.explanation
-    assert combine(claim, "loo.weights", [planted]).verdict == "supported"
+    assert v.verdict == "inconclusive" and "no counted regime" in v.explanation
+    assert combine(claim, "loo.weights", [planted]).verdict == "inconclusive"
+    eta = _rv("fixed t", "supported", design="confounded")
+    v = combine(claim, "loo.weights", [eta, generic])
+    assert v.verdict == "inconclusive" and "[confounded]" in v.explanation
+
+
+def test_a_regime_other_than_natural_is_never_counted():
+    for design in ("confounded", "positive-control", "software-control", "placebo"):
+        with pytest.raises(ValueError, match="never counted"):
+            dataclasses.replace(_rv("r", "supported", design=design), counted=True)
+
+
+def test_natural_variation_outside_the_theory_is_shown_not_counted():
+    x = [1.0, 2.0, 4.0]
+    rng = np.random.default_rng(3)
+    falling = [1.0 / g + 0.01 * rng.random((10, 20)) for g in x]
+    r = verdict(HEAD_CLAIMS["head.n"], x, falling, regime="real network", counted=False)
+    assert r.design == "natural" and not r.counted and r.verdict == "supported"
+    v = combine(HEAD_CLAIMS["head.n"], "loo.weights", [r])
+    assert v.verdict == "inconclusive" and "real network" in v.explanation
 
 
 def test_verdict_rejects_an_unknown_design():
@@ -188,7 +209,7 @@ def test_to_dict_has_the_report_fields():
     rng = np.random.default_rng(4)
     falling = [1.0 / g + 0.01 * rng.random((10, 20)) for g in X]
     r1 = verdict(claim, X, falling, regime="generic")
-    r2 = verdict(claim, X, falling, regime="planted", design="control")
+    r2 = verdict(claim, X, falling, regime="planted", design="positive-control")
     d = combine(claim, "loo.direction", [r1, r2], figure="f.png").to_dict()
     json.dumps(d, allow_nan=False)  # strict JSON
     assert d["verdict"] == "supported" and d["replicates"] == 10
@@ -199,6 +220,7 @@ def test_to_dict_has_the_report_fields():
     assert set(g) == {
         "name",
         "design",
+        "counted",
         "verdict",
         "statistic",
         "effect",
@@ -206,7 +228,8 @@ def test_to_dict_has_the_report_fields():
         "parameter_values",
         "instability",
     }
-    assert g["design"] == "observational" and d["regimes"][1]["design"] == "control"
+    assert g["design"] == "natural" and d["regimes"][1]["design"] == "positive-control"
+    assert g["counted"] is True and d["regimes"][1]["counted"] is False
     assert {"tau", "ci", "sign_p", "draws_up", "draws_down"} <= set(g["statistic"])
     assert g["statistic"]["tau"] == -1.0 and g["statistic"]["draws_down"] == 10
     assert g["statistic"]["sign_p"] == pytest.approx(2 / 2**10)
@@ -252,7 +275,7 @@ def test_stabilizer_verdicts_carry_the_same_entry_fields():
             assert d["replicates"] == 200 and d["effect"]["ratio"] == pytest.approx(acc_ratio)
             assert d["statistic"]["name"] == S.STATISTIC
             for g in d["regimes"]:
-                assert g["design"] == "controlled" and g["replicates"] == 200
+                assert g["design"] == "natural" and g["replicates"] == 200
                 assert g["statistic"]["tau"] is None and "p_value" in g["statistic"]
                 assert g["mechanism"]["verdict"] == "as predicted"
 

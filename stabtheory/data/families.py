@@ -53,8 +53,9 @@ class Family:
       config_key: the key of the configurations' dicts (``report.json``) that holds its
         nominal margin (NaN in other families' configurations), which its margin regimes are
         ordered by; ``None``: they are ordered by the measured max margin (mean over draws).
-      n_design: the design of its ``head.n`` regimes: ``"control"`` where the claim holds by
-        construction (a fixed support set), else ``"observational"``.
+      n_design: the design of its ``head.n`` regimes (:data:`stabtheory.claims.DESIGNS`):
+        ``"positive-control"`` where the claim holds by construction (a fixed support set),
+        else ``"natural"``.
       regimes: claim id -> the family part of a regime's name (default: :attr:`name`);
         ``{margins}`` is replaced by its margin sweep in words.
       width: the feature width of its data when it does not follow the spec's ``d`` (e.g.
@@ -70,7 +71,7 @@ class Family:
     margins: tuple = ()
     primary: bool = False
     config_key: str | None = None
-    n_design: str = "observational"
+    n_design: str = "natural"
     regimes: Mapping[str, str] = dataclasses.field(default_factory=dict)
     width: int | None = None
 
@@ -144,8 +145,8 @@ PLANTED = register_family(
         margins_from="gammas",
         primary=True,
         config_key="gamma_planted",
-        n_design="control",
-        regimes={"head.n": "planted (control: fixed support set)"},
+        n_design="positive-control",
+        regimes={"head.n": "planted (positive control: fixed support set)"},
     )
 )
 

@@ -40,7 +40,7 @@ class FTDesign:
       ``w0`` and ``lam`` the *unscaled* pull; on the Taylor model ``w_S - w0`` and every
       ``w_S\i - w0`` move by exactly ``s v`` while ``r_i - mean r`` and ``A`` do not change.
       ``v`` is the given unit vector, or a uniform unit vector from ``seed``.
-    * **negative control** (``scale = c``): every trajectory is unchanged; ``rho``, ``Lam``,
+    * **software control** (``scale = c``): every trajectory is unchanged; ``rho``, ``Lam``,
       ``beta`` and the losses scale by ``c``.
 
     Attributes:

@@ -31,6 +31,7 @@ from stabtheory.linear_heads.stability import per_sample_stability as per_sample
 from stabtheory.linear_heads.stability import replace_one_stability as replace_one_stability
 from stabtheory.linear_heads.stability import seed_stability as seed_stability
 from stabtheory.linear_heads.stability import train_head_runs as train_head_runs
+from stabtheory.linear_heads.stability import trivial_stability as trivial_stability
 from stabtheory.linear_heads.trainer import Trajectory as Trajectory
 from stabtheory.linear_heads.trainer import jit_train_runs as jit_train_runs
 from stabtheory.linear_heads.trainer import loo_weights as loo_weights
@@ -70,4 +71,5 @@ __all__ = [
     "train",
     "train_head_runs",
     "train_runs",
+    "trivial_stability",
 ]

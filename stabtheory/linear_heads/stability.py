@@ -39,6 +39,7 @@ __all__ = [
     "replace_one_stability",
     "seed_stability",
     "train_head_runs",
+    "trivial_stability",
 ]
 
 NOTIONS = ("weights", "direction", "loss")
@@ -113,6 +114,43 @@ def per_sample_stability(
         lb = log_loss(jnp.sum(b * Zb, axis=-1), loss)
         # |e^la - e^lb| = e^max (1 - e^-|la - lb|), exact in the log domain.
         return jnp.exp(jnp.maximum(la, lb)) * -jnp.expm1(-jnp.abs(la - lb))
+    raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
+
+
+def trivial_stability(
+    w_full: jax.Array,
+    w_perturbed: jax.Array,
+    w_start: jax.Array,
+    Z: jax.Array,
+    notion: str,
+    *,
+    loss: str = "exponential",
+) -> jax.Array:
+    """The trivial bound of every value of :func:`per_sample_stability`: what holds whatever
+    the training did (docs/theory.md section 6), so a bound at or above it says nothing.
+
+    ``"direction"``: 2 (unit vectors). ``"weights"``: ``||a - a0|| + ||b - a0||``, both runs
+    starting at ``w_start`` (the triangle inequality). ``"loss"``: ``l(a; z_i) + l(b; z_i)``
+    (both losses are non-negative), summed in the log domain. Same arguments and shape as
+    :func:`per_sample_stability`; ``w_start`` (K, d) is the runs' common start.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> a, b, w0 = jnp.ones((1, 2)), jnp.zeros((3, 1, 2)), jnp.zeros((1, 2))
+      >>> trivial_stability(a, b, w0, jnp.ones((3, 2)), "weights").tolist()
+      [1.4142135623730951, 1.4142135623730951, 1.4142135623730951]
+    """
+    a, b, a0 = _predictor(w_full), _predictor(w_perturbed), _predictor(w_start)
+    if notion == "weights":
+        return jnp.linalg.norm(a - a0, axis=-1) + jnp.linalg.norm(b - a0, axis=-1)
+    if notion == "direction":
+        return jnp.full(b.shape[:-1], 2.0, b.dtype)
+    if notion == "loss":
+        extra = b.ndim - 2
+        Zb = Z.reshape(Z.shape[:1] + (1,) * extra + Z.shape[1:])
+        la = log_loss(jnp.sum(a * Zb, axis=-1), loss)
+        lb = log_loss(jnp.sum(b * Zb, axis=-1), loss)
+        return jnp.exp(jnp.logaddexp(la, lb))
     raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
 
 

@@ -60,16 +60,19 @@ def headline(checks: list[dict]) -> dict:
 
     ``violations``: rows with at least one violation; ``vacuous``: passing rows whose every
     compared entry has a bound at least the trivial bound (they say nothing);
-    ``informative``: the other passing rows (some entry below the trivial bound, or a notion
-    without a trivial bound); ``not_applicable``: rows whose theorem applies nowhere.
+    ``informative``: the other passing rows with a trivial bound (some entry below it);
+    ``no_trivial_bound``: passing rows without one, never counted as informative;
+    ``not_applicable``: rows whose theorem applies nowhere.
     """
     rows = [c for c in checks if c["applicable"]]
     passing = [c for c in rows if not c["violations"]]
     vacuous = [c for c in passing if c["vacuous_share"] == 1.0]
+    unjudged = [c for c in passing if c["vacuous_share"] is None]
     return {
         "violations": sum(1 for c in rows if c["violations"]),
-        "informative": len(passing) - len(vacuous),
+        "informative": len(passing) - len(vacuous) - len(unjudged),
         "vacuous": len(vacuous),
+        "no_trivial_bound": len(unjudged),
         "not_applicable": len(checks) - len(rows),
     }
 
@@ -103,8 +106,7 @@ def _regime_text(v: dict, r: dict) -> str:
     parts.append(f"effect {_interval_text(eff['ratio'], eff['ci'])}")
     if "mechanism" in r:
         parts.append(f"mechanism {r['mechanism']['verdict']}")
-    counted = r["design"] != "control" or all(x["design"] == "control" for x in v["regimes"])
-    word = r["verdict"] if counted else f"{r['verdict']}, not counted"
+    word = r["verdict"] if r["counted"] else f"{r['verdict']}, not counted"
     return f"{'; '.join(parts)}: {word}"
 
 
@@ -134,6 +136,7 @@ def markdown(report: dict, figures: list[str]) -> str:
         f"**Headline:** of {len(report['checks'])} check rows, {h['violations']} with a "
         f"violation, {h['informative']} informative passes, {h['vacuous']} vacuous passes "
         f"(every compared bound at least the trivial bound, so the pass says nothing), "
+        f"{h['no_trivial_bound']} passes without a trivial bound (not counted as informative), "
         f"{h['not_applicable']} where the theorem does not apply (docs/theory.md section 6).",
     ]
     lines += ["", "## Theorems", ""]

@@ -25,7 +25,12 @@ from stabtheory.bounds.finetune.evidence import (
     ft_evidence,
     ft_evidence_batch,
 )
-from stabtheory.bounds.finetune.faithfulness import faithfulness, loss_gap, real_departure
+from stabtheory.bounds.finetune.faithfulness import (
+    DEPARTURE_THRESHOLD,
+    faithfulness,
+    loss_gap,
+    real_departure,
+)
 from stabtheory.bounds.finetune.ft1 import (
     FT1,
     FT1L,
@@ -39,6 +44,7 @@ from stabtheory.bounds.finetune.ft2 import FT2, check_ft2
 from stabtheory.bounds.finetune.reference import FTReference, ft_reference
 
 __all__ = [
+    "DEPARTURE_THRESHOLD",
     "FT1",
     "FT1L",
     "FT2",

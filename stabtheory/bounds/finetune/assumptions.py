@@ -40,8 +40,9 @@ def common_assumptions(ev: FTEvidence) -> list[Assumption]:
     ]
 
 
-def ft_result(th, notion, ev, bound, emp, assumptions, steps, applicable_at=None) -> BoundCheck:
-    """The :class:`BoundCheck` of ``th``: NaN bounds where it does not apply."""
+def ft_result(th, notion, ev, bound, kind, assumptions, steps, applicable_at=None) -> BoundCheck:
+    """The :class:`BoundCheck` of ``th`` against ``ev.empirical(kind)``, with the trivial bound
+    ``ev.trivial(kind)``: NaN bounds where it does not apply."""
     ok = np.ones(len(steps), bool) if applicable_at is None else np.asarray(applicable_at)
     ok = ok & all_hold(assumptions)
     return BoundCheck(
@@ -49,9 +50,10 @@ def ft_result(th, notion, ev, bound, emp, assumptions, steps, applicable_at=None
         notion,
         np.asarray(steps),
         np.where(ok[:, None], bound, np.nan),
-        emp,
+        ev.empirical(kind),
         ok,
         tuple(assumptions),
         tolerance(np.float64),
         dict(ev.config),
+        trivial=ev.trivial(kind),
     )

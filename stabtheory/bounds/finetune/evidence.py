@@ -130,6 +130,26 @@ class FTEvidence:
             self._empirical[kind] = self._compute_empirical(kind)
         return self._empirical[kind]
 
+    def trivial(self, kind: str) -> np.ndarray:
+        """The trivial bound of every value of :meth:`empirical` (docs/theory.md section 6):
+        ``||w_S - w0|| + ||w_S\\i - w0||`` for weights (every run starts at ``w0``) and
+        ``|l_S| + |l_S\\i|`` for losses (the triangle inequality; a Taylor loss can be
+        negative)."""
+        w0 = np.asarray(self.tm.w0)
+        if kind.endswith(".weights"):
+            W = {"min": self.w_min, "gd": self.w_gd, "real": self.w_real}[kind.split(".")[0]]
+            dist = np.linalg.norm(np.asarray(W) - w0, axis=-1)  # (n+1,) or (n+1, C)
+            if dist.ndim == 1:  # the minimisers: (1, n)
+                return (dist[0] + dist[1:])[None]
+            return dist[0][:, None] + dist[1:].T  # GD paths: (C, n)
+        if kind == "min.loss":
+            return (np.abs(self.min_losses[0]) + np.abs(self.min_losses[1]))[None]
+        if kind == "real.loss":
+            idx = np.arange(self.n)
+            L = self.real_losses  # (n+1, C, n)
+            return np.abs(L[0][:, idx]) + np.abs(L[idx + 1, :, idx].T)
+        raise ValueError(f"unknown kind {kind!r}")
+
     def _compute_empirical(self, kind: str) -> np.ndarray:
         if kind == "min.weights":
             return np.linalg.norm(self.w_min[1:] - self.w_min[0], axis=1)[None]

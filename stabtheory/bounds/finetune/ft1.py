@@ -64,8 +64,8 @@ def _ft1_bound(ev: FTEvidence) -> np.ndarray:
 
 def check_ft1(ev: FTEvidence, notion: str = "loo.weights") -> BoundCheck:
     """FT-1 against the exact leave-one-out change of the Taylor-model minimiser."""
-    empirical = ev.empirical("min.weights")
-    return ft_result(FT1, notion, ev, _ft1_bound(ev)[None], empirical, common_assumptions(ev), [-1])
+    bound = _ft1_bound(ev)[None]
+    return ft_result(FT1, notion, ev, bound, "min.weights", common_assumptions(ev), [-1])
 
 
 def check_ft1c(ev: FTEvidence, notion: str = "loo.weights") -> BoundCheck:
@@ -83,14 +83,13 @@ def check_ft1c(ev: FTEvidence, notion: str = "loo.weights") -> BoundCheck:
         common_assumptions(ev)[2],
     ]
     bound = np.asarray(FT1c.evaluate(ev.deviation, float(ev.n), ev.Lam_loo))
-    return ft_result(FT1c, notion, ev, bound[None], ev.empirical("min.weights"), assumptions, [-1])
+    return ft_result(FT1c, notion, ev, bound[None], "min.weights", assumptions, [-1])
 
 
 def check_ft1l(ev: FTEvidence, notion: str = "loo.loss") -> BoundCheck:
     """FT-1L (with FT-1) against the leave-one-out change of the quadratic loss at z_i."""
     bound = np.maximum(ev.rho, ev.rho_loo) * _ft1_bound(ev)
-    empirical = ev.empirical("min.loss")
-    return ft_result(FT1L, notion, ev, bound[None], empirical, common_assumptions(ev), [-1])
+    return ft_result(FT1L, notion, ev, bound[None], "min.loss", common_assumptions(ev), [-1])
 
 
 FT1 = Theorem(

@@ -63,7 +63,7 @@ def check_ft2(ev: FTEvidence, notion: str = "loo.weights (gd)") -> BoundCheck:
     ]
     if kind == "real.weights":
         assumptions.append(faithfulness(ev))
-    return ft_result(FT2, notion, ev, bound, ev.empirical(kind), assumptions, ev.steps)
+    return ft_result(FT2, notion, ev, bound, kind, assumptions, ev.steps)
 
 
 FT2 = Theorem(

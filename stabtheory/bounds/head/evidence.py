@@ -23,7 +23,12 @@ from stabtheory.bounds.head.lemmas import (
 )
 from stabtheory.bounds.theorem import Assumption, BoundCheck, all_hold, tolerance
 from stabtheory.data import validate
-from stabtheory.linear_heads import HeadRuns, per_sample_stability, train_head_runs
+from stabtheory.linear_heads import (
+    HeadRuns,
+    per_sample_stability,
+    train_head_runs,
+    trivial_stability,
+)
 from stabtheory.svm import LooMaxMargin, loo_max_margin, max_margin
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
 ]
 
 _per_sample_stability = jax.jit(per_sample_stability, static_argnames=("notion", "loss"))
+_trivial_stability = jax.jit(trivial_stability, static_argnames=("notion", "loss"))
 # Lemma H-1's e(gamma, delta) and Lemma H-2's D_i as JAX functions, generated from the sympy
 # expressions (the D_i one is the function head.svm_loo's Theorem.evaluate compiles)
 _direction_gap = jax.jit(sp.lambdify((gamma, delta), direction_gap(gamma, delta), modules="jax"))
@@ -62,6 +68,7 @@ class HeadEvidence:
       delta_loo: (C, n) gamma(S\\i) - normalised margin of the S\\i run on S\\i.
       allowance: rounding allowance ``d eps R`` of one computed margin.
       config: the configuration.
+      w_start: (K, d) the common start of every run (zero unless ``init`` was given).
 
     The deltas are conservative (never smaller than the exact ones): they use the certified
     upper max margins and subtract ``allowance`` from every computed margin, since the
@@ -81,7 +88,9 @@ class HeadEvidence:
     delta_loo: np.ndarray
     allowance: float
     config: dict
+    w_start: np.ndarray
     _empirical: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    _trivial: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -186,6 +195,18 @@ class HeadEvidence:
             ).T
         return self._empirical[notion]
 
+    def trivial(self, notion: str) -> np.ndarray:
+        """(C, n) trivial bound of every value of :meth:`empirical` (``notion`` with or
+        without its ``loo.`` prefix; docs/theory.md section 6)."""
+        notion = notion.removeprefix("loo.")
+        if notion not in self._trivial:
+            w = self.sim.trajectory.w
+            start = jnp.asarray(self.w_start, w.dtype)
+            self._trivial[notion] = np.asarray(
+                _trivial_stability(w[0], w[1:], start, self.sim.Z, notion, loss=self.sim.loss)
+            ).T
+        return self._trivial[notion]
+
 
 def head_evidence(
     X,
@@ -269,7 +290,16 @@ def head_evidence(
         delta_loo,
         allowance,
         config,
+        _start(init, X.shape[1], sim),
     )
+
+
+def _start(init, d: int, sim: HeadRuns) -> np.ndarray:
+    """The runs' common start (K, d): zero, or ``init`` broadcast to the heads."""
+    K = sim.trajectory.w.shape[-2]
+    if init is None:
+        return np.zeros((K, d))
+    return np.broadcast_to(np.asarray(init, np.float64).reshape(-1, d), (K, d)).copy()
 
 
 # ----------------------------------------------------------------------------- shared checks
@@ -336,9 +366,14 @@ def nonzero(ev: HeadEvidence) -> Assumption:
     )
 
 
-def trivial_bound(notion: str):
-    """The trivial bound of a unit-vector distance (2); ``None`` for the other notions."""
-    return 2.0 if "direction" in notion else None
+def trivial_bound(notion: str, ev: HeadEvidence | None = None):
+    """The trivial bound of ``notion``: 2 for a unit-vector distance; for ``loo.weights`` and
+    ``loo.loss`` the per-sample :meth:`HeadEvidence.trivial` of ``ev``; ``None`` otherwise."""
+    if "direction" in notion:
+        return 2.0
+    if ev is not None and notion in ("loo.weights", "loo.loss"):
+        return ev.trivial(notion)
+    return None
 
 
 def head_result(
@@ -358,7 +393,7 @@ def head_result(
         assumptions=tuple(assumptions),
         tol=tolerance(np.dtype(ev.config["dtype"])),
         config=dict(ev.config),
-        trivial=trivial_bound(notion) if trivial is None else trivial,
+        trivial=trivial_bound(notion, ev) if trivial is None else trivial,
     )
 
 

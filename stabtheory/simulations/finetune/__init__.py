@@ -3,10 +3,10 @@ the ``ft.*`` claims, on the Taylor model and on the real network.
 
 For every configuration and draw, S and all n sets S\\i are solved (CG, vmapped over masks)
 and trained (GD on the quadratic and on the real network) from the pre-trained weights.
-Sweeps, one at a time around a base configuration on each testbed: observational knobs
-(``n``, ``input_scale``, ``pretrain_steps``, the interpolation ``alpha``, ``lam``,
-``lr_fraction``), controlled designs (the zero-sum tilt and the curvature-matched shift of
-:class:`~stabtheory.full_finetuning.FTDesign`) and the loss-scaling control.
+Sweeps, one at a time around a base configuration on each testbed: natural knobs (``n``,
+``input_scale``, ``pretrain_steps``, the interpolation ``alpha``, ``lam``, ``lr_fraction``),
+positive controls (the zero-sum tilt and the curvature-matched shift of
+:class:`~stabtheory.full_finetuning.FTDesign`) and the loss-scaling software control.
 
 Modules: :mod:`.spec` (what to sweep), :mod:`.compute` (chunks, the evidence program, the
 checks), :mod:`.claims` (the verdicts), :mod:`.report` (JSON, markdown, figures),

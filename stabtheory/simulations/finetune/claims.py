@@ -2,9 +2,13 @@
 control, judged with Kendall's tau between the *measured* quantity a claim names (``n``,
 ``rho = max_i rho_i``, ``||w_S - w0||``, ``c``) and the mean leave-one-out instability.
 
-Every sweep carries its design (:data:`KNOBS`): a natural knob is observational, and
-inconclusive when another bound quantity moves by :data:`MIN_SPREAD` or more; the zero-sum
-tilt and the curvature-matched shift are controlled; the loss scaling is a control.
+Every regime carries its design (:data:`KNOBS`, docs/theory.md section 6): natural knobs are
+counted on the Taylor model, and confounded when another bound quantity moves by
+:data:`MIN_SPREAD` or more (n excepted: what it moves is its mechanism, judged as a total
+effect); the zero-sum tilt and the curvature-matched shift are positive controls on the Taylor
+model; the loss scaling is a software control. The real network is counted only where it
+passes assumption (d) (:data:`~stabtheory.bounds.finetune.DEPARTURE_THRESHOLD`), and its
+inexact shift is confounded.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ import dataclasses
 import numpy as np
 
 from stabtheory import claims
+from stabtheory.bounds.finetune import DEPARTURE_THRESHOLD
 from stabtheory.simulations.finetune.compute import FineTuneStudy
 from stabtheory.simulations.finetune.spec import MEASURES
 
-__all__ = ["COVARIATES", "FT_CLAIMS", "KNOBS", "MIN_SPREAD", "judge_claims", "sweeps"]
+__all__ = ["COVARIATES", "FT_CLAIMS", "KNOBS", "MIN_SPREAD", "design", "judge_claims", "sweeps"]
 
 #: The claims of the full fine-tuning study (docs/theory.md section 5).
 FT_CLAIMS = {
@@ -35,9 +40,9 @@ FT_CLAIMS = {
         ),
         claims.Claim(
             "control.scale",
-            "negative control: scaling the loss by c with lam -> c lam, eta -> eta / c changes "
-            "no claim statistic (judged as the loo.weights instability against c; predicted "
-            "sign 0, so any decisive trend refutes the control)",
+            "software control: scaling the loss by c with lam -> c lam, eta -> eta / c leaves "
+            "every trajectory unchanged (shown as the loo.weights instability against c; "
+            "predicted sign 0; never counted)",
             "scale",
             0,
         ),
@@ -45,18 +50,47 @@ FT_CLAIMS = {
 }
 
 
-#: The knobs of each claim's sweeps and their design: natural knobs are observational, the
-#: zero-sum tilt and the curvature-matched shift are controlled, the loss scaling a control.
+#: The knobs of each claim's sweeps and what kind of manipulation each is (:func:`design`):
+#: ``total`` natural variation judged by its total effect (what it moves is its mechanism),
+#: ``natural`` natural variation (confounded when another bound quantity moves),
+#: ``identity`` a manipulation decided by an identity on the Taylor model and exact on the
+#: real network (the zero-sum tilt), ``inexact`` one decided by an identity on the Taylor
+#: model and not exact on the real network (the shift: its per-sample terms do not sum to
+#: zero under the real curvature), ``software`` an invariance of the code (loss scaling).
 KNOBS = {
-    "ft.n": (("n", "observational"),),
-    "ft.lipschitz": (("input_scale", "observational"), ("tilt", "controlled")),
+    "ft.n": (("n", "total"),),
+    "ft.lipschitz": (("input_scale", "natural"), ("tilt", "identity")),
     "ft.distance": (
-        ("pretrain_steps", "observational"),
-        ("alpha", "observational"),
-        ("shift", "controlled"),
+        ("pretrain_steps", "natural"),
+        ("alpha", "natural"),
+        ("shift", "inexact"),
     ),
-    "control.scale": (("scale", "control"),),
+    "control.scale": (("scale", "software"),),
 }
+
+
+def design(kind: str, *, real: bool, faithful: bool) -> tuple[str, bool, str]:
+    """``(design, counted, why not counted)`` of a regime of a knob of this ``kind``
+    (:data:`KNOBS`), measured on the real network (``real``) or the Taylor model; ``faithful``:
+    every configuration of the sweep passes assumption (d).
+
+    Example:
+      >>> design("identity", real=False, faithful=False)
+      ('positive-control', False, 'decided by an identity on the Taylor model')
+      >>> design("natural", real=True, faithful=False)[:2]
+      ('natural', False)
+    """
+    if kind == "software":
+        return "software-control", False, "an invariance of the code"
+    if not real:
+        if kind in ("identity", "inexact"):
+            return "positive-control", False, "decided by an identity on the Taylor model"
+        return "natural", True, ""
+    if kind == "inexact":
+        return "confounded", False, "not exact on the real network"
+    if not faithful:
+        return "natural", False, "outside the Taylor regime: assumption (d) fails"
+    return "natural", True, ""
 
 
 def sweeps(study: FineTuneStudy) -> dict[str, list[tuple[str, str, list[int]]]]:
@@ -113,9 +147,9 @@ def _regime_measures(study: FineTuneStudy, knob: str, notion: str):
 def judge_claims(study: FineTuneStudy) -> list:
     """Verdicts for ft.n, ft.lipschitz, ft.distance and the control, per notion.
 
-    Every regime carries its design (:data:`KNOBS`). A regime whose measured parameter spans
-    less than :data:`MIN_SPREAD` (max / min) is inconclusive whatever the instability does;
-    an observational regime is also inconclusive when another bound quantity
+    Every regime carries its design (:func:`design`). A regime whose measured parameter spans
+    less than :data:`MIN_SPREAD` (max / min) is inconclusive whatever the instability does; a
+    ``natural`` knob's regime is confounded (shown, not counted) when another bound quantity
     (:data:`COVARIATES`) moves by :data:`MIN_SPREAD` or more, and its name says which. Every
     regime's name lists how much each bound quantity moved along its sweep (max / min). The
     control is judged under ``loo.weights`` only (loss values scale by ``c`` by
@@ -124,38 +158,44 @@ def judge_claims(study: FineTuneStudy) -> list:
     verdicts = []
     for claim_id, claim_sweeps in sweeps(study).items():
         claim = FT_CLAIMS[claim_id]
-        designs = dict(KNOBS[claim_id])
+        kinds = dict(KNOBS[claim_id])
         for notion in MEASURES:
             if claim_id == "control.scale" and notion != "loo.weights":
                 continue
             regimes = []
             for task, knob, idx in claim_sweeps:
-                design = designs[knob]
+                kind = kinds[knob]
+                faithful = all(
+                    study.configs[k]["taylor_departure"] <= DEPARTURE_THRESHOLD for k in idx
+                )
                 xs = [study.configs[k][claim.parameter] for k in idx]
                 spreads = {q: _spread([study.configs[k][q] for k in idx]) for q in COVARIATES}
                 moved = ", ".join(f"{q} x{v:.2f}" for q, v in spreads.items())
                 confounded = [
                     q for q, v in spreads.items() if q != claim.parameter and v >= MIN_SPREAD
                 ]
-                for prefix, label, kind, row in _regime_measures(study, knob, notion):
-                    values = [study.stability[k][kind][row] for k in idx]
-                    name = f"{task}, {label}, swept {knob} ({design}; moved: {moved})"
+                for prefix, label, measure, row in _regime_measures(study, knob, notion):
+                    values = [study.stability[k][measure][row] for k in idx]
+                    real = measure.startswith("real")
+                    shown, counted, why = design(kind, real=real, faithful=faithful)
+                    if shown == "natural" and kind == "natural" and confounded:
+                        shown, counted = "confounded", False
+                        why = "confounded: " + ", ".join(
+                            f"{q} moves x{spreads[q]:.2f}" for q in confounded
+                        )
+                        why += f" >= x{MIN_SPREAD}"
+                    name = f"{task}, {label}, swept {knob} ({shown}; moved: {moved})"
                     name = f"{prefix}: {name}" if prefix else name
-                    r = claims.verdict(claim, xs, values, regime=name, design=design)
+                    name = f"{name}; {why}" if why else name
+                    r = claims.verdict(
+                        claim, xs, values, regime=name, design=shown, counted=counted
+                    )
                     if _spread(xs) < MIN_SPREAD:
                         r = dataclasses.replace(
                             r,
                             verdict="inconclusive",
                             regime=f"{name}; {claim.parameter} spans only "
                             f"x{_spread(xs):.2f} < x{MIN_SPREAD}",
-                        )
-                    elif design == "observational" and confounded:
-                        r = dataclasses.replace(
-                            r,
-                            verdict="inconclusive",
-                            regime=f"{name}; confounded: "
-                            + ", ".join(f"{q} moves x{spreads[q]:.2f}" for q in confounded)
-                            + f" >= x{MIN_SPREAD}",
                         )
                     regimes.append(r)
             if regimes:

@@ -48,8 +48,8 @@ def regime_label(family: str, loss: str, claim_id: str, spec: HeadStudySpec) -> 
 
 def design(family: str, claim_id: str) -> str:
     """The design of ``claim_id``'s regimes in ``family``: its ``n_design`` for ``head.n``,
-    observational otherwise."""
-    return FAMILIES[family].n_design if claim_id == "head.n" else "observational"
+    natural otherwise (docs/theory.md section 6)."""
+    return FAMILIES[family].n_design if claim_id == "head.n" else "natural"
 
 
 def judge_claims(study: HeadStudy) -> list:
@@ -69,12 +69,16 @@ def judge_claims(study: HeadStudy) -> list:
             cut = times["early"]
             for name, sl in (("early", slice(0, cut + 1)), ("late", slice(cut, None))):
                 t_range = f"t in [{steps[sl][0]}, {steps[sl][-1]}]"
+                regime = f"{family}, {loss}, {name} ({t_range})"
+                if notion == "weights":  # ||w(t)|| grows like log t / gamma on separable data
+                    regime += ", grows by construction"
                 regimes.append(
                     claims.verdict(
                         claim,
                         steps[sl].astype(float),
                         list(values[sl]),
-                        regime=f"{family}, {loss}, {name} ({t_range})",
+                        regime=regime,
+                        design="positive-control" if notion == "weights" else "natural",
                     )
                 )
         verdicts.append(
@@ -90,8 +94,14 @@ def judge_claims(study: HeadStudy) -> list:
             lrs = [study.configs[j]["lr"] for j in ks]
             label = regime_label(family, loss, "head.lr", spec)
             fixed = [study.stability[j][notion][ti_ref] for j in ks]
-            regimes.append(
-                claims.verdict(claim, lrs, fixed, regime=f"{label}, fixed t={steps[ti_ref]}")
+            regimes.append(  # eta at fixed t also moves eta * t: confounded
+                claims.verdict(
+                    claim,
+                    lrs,
+                    fixed,
+                    regime=f"{label}, fixed t={steps[ti_ref]} (moves eta*t)",
+                    design="confounded",
+                )
             )
             ts = [matched[study.plan[j].lr] for j in ks]
             at = [

@@ -201,7 +201,7 @@ def figures(study: HeadStudy, out: Path) -> list[str]:
                     )
             margin_label = FAMILIES[family].margin_label
             n_design = design(family, "head.n")
-            n_title = f"head.n ({n_design})" if n_design == "control" else "head.n"
+            n_title = f"head.n ({n_design})" if n_design != "natural" else "head.n"
             plot_claim("GD step t", curves, ax=row[0], title=f"{family}: head.iterations")
             plot_claim("lr eta", lr_curves, ax=row[1], title=f"{family}: head.lr")
             plot_claim(margin_label, margin_curves, ax=row[2], title=f"{family}: head.margin")

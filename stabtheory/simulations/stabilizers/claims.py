@@ -12,10 +12,10 @@ A claim "X raises <mechanism> and stability" gets, per testbed and spread measur
 * ``inconclusive`` otherwise (e.g. the mechanism works but the spread does not change
   detectably);
 
-and the regimes (design ``"controlled"``, ``replicates`` the seeds, ``effect`` the ratio) are
-combined by :func:`stabtheory.claims.combine` (``regime-dependent`` when some regimes support
-and others refute). Intervals resample the seeds of one task draw and one pre-training:
-verdicts are conditional on them.
+and the regimes (design ``"natural"``: randomised arms of one algorithm input; ``replicates``
+the seeds, ``effect`` the ratio) are combined by :func:`stabtheory.claims.combine`
+(``regime-dependent`` when some regimes support and others refute). Intervals resample the
+seeds of one task draw and one pre-training: verdicts are conditional on them.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ MEASURES = ("test accuracy", "test predictions")
 
 @dataclasses.dataclass(frozen=True)
 class StabilizerRegime(RegimeVerdict):
-    """A claim's verdict on one testbed and spread measure (design ``"controlled"``).
+    """A claim's verdict on one testbed and spread measure (design ``"natural"``).
 
     The inherited fields hold the stability statistic: ``effect`` the spread ratio
     ``s_method / s_plain`` (std of test accuracy over seeds, or prediction disagreement),
@@ -157,7 +157,7 @@ def _regime(study: StabilizerStudy, method: Method, task: str, measure: str) -> 
         ci=(math.nan, math.nan),
         parameter_values=mech.values,
         instability=spread,
-        design="controlled",
+        design="natural",
         replicates=_seeds(study, task, method.name),
         effect=ratio,
         effect_ci=(lo, hi),
