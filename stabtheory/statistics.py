@@ -10,11 +10,13 @@ r"""The statistics every study's verdicts and figures use (docs/theory.md sectio
   the per-draw taus (:func:`sign_test`).
 * :func:`bootstrap_mean_ci`: the percentile interval of a mean over samples
   (:class:`stabtheory.linear_heads.StabilityEstimate`).
+* :func:`binomial_interval`: the exact (Clopper-Pearson) interval of a rate, e.g. the
+  placebo claims' false-decision rate.
 * Two-sample statistics of the stabilizer study: :func:`std_ratio`, :func:`bootstrap_ratio`,
   :func:`mean_difference`, :func:`mean_ratio`, :func:`brown_forsythe` (and
   :func:`sample_std`).
 
-Every interval is a percentile interval (:func:`percentile_interval`).
+Every bootstrap interval is a percentile interval (:func:`percentile_interval`).
 
 >>> rng = np.random.default_rng(0)
 >>> per_sample = [1.0 / x + 0.01 * rng.standard_normal((10, 20)) for x in (1, 2, 4)]
@@ -36,6 +38,7 @@ __all__ = [
     "SignTest",
     "SweepStatistics",
     "as_draws",
+    "binomial_interval",
     "bootstrap_mean_ci",
     "bootstrap_means",
     "bootstrap_ratio",
@@ -292,6 +295,24 @@ def sweep_statistics(
 
 # --------------------------------------------------------------------------------------------
 # One-sample and two-sample statistics
+
+
+def binomial_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a rate of ``k`` events in ``n`` trials.
+
+    Example:
+      >>> lo, hi = binomial_interval(0, 24)
+      >>> lo, round(hi, 3)
+      (0.0, 0.142)
+    """
+    if not 0 <= k <= n or n < 1:
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}.")
+    from scipy.stats import beta  # scipy.stats only loads when a rate is asked for
+
+    alpha = 1.0 - level
+    lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lo, hi
 
 
 def bootstrap_mean_ci(

@@ -243,3 +243,30 @@ def test_a_registered_family_is_planned_run_judged_and_reported(toy_family, tmp_
     (row,) = [f for f in report["studies"]["head"]["families"] if f["family"] == "toy"]
     assert row["data"] == f"separable_gaussian (d={spec.d})" and row["pairs"] is None
     assert "| toy | separable_gaussian" in (tmp_path / "report.md").read_text()
+
+
+def test_placebo_copies_are_independent_draws_of_the_base():
+    spec = head_study.HeadStudySpec.quick()
+    base = spec.base("exponential", "generic")
+    copies = [c for c in spec.plan() if c.copy and c.family == "generic"]
+    assert [c.copy for c in copies] == list(range(1, spec.placebo_copies))
+    assert all(dataclasses.replace(c, copy=0) == base for c in copies)
+    a, b = spec.dataset(base, 0), spec.dataset(copies[0], 0)
+    assert a.X.shape == b.X.shape and not np.allclose(a.X, b.X)
+    # no draw of a copy is a draw of the base
+    assert not any(np.allclose(b.X, spec.dataset(base, r).X) for r in range(spec.replicates))
+
+
+def test_placebo_claims_are_judged_by_the_claims_statistics_and_never_counted(study):
+    from stabtheory.simulations.head.claims import judge_placebo
+
+    placebo = judge_placebo(study)
+    spec = study.spec
+    pairs = sum(len(spec.losses_of(f)) for f in spec.families)
+    assert placebo["claims"] == pairs * 3 * 2  # every notion, early and late
+    assert placebo["decisive"] == sum(r["verdict"] != "inconclusive" for r in placebo["regimes"])
+    assert placebo["rate"] == placebo["decisive"] / placebo["claims"]
+    lo, hi = placebo["ci"]
+    assert 0.0 <= lo <= placebo["rate"] <= hi <= 1.0
+    assert all(r["design"] == "placebo" and not r["counted"] for r in placebo["regimes"])
+    assert all(r["parameter_values"] == [0.0, 1.0, 2.0, 3.0] for r in placebo["regimes"])

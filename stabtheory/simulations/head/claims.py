@@ -12,8 +12,24 @@ from stabtheory import claims
 from stabtheory.data.families import FAMILIES
 from stabtheory.simulations.head.compute import HeadStudy
 from stabtheory.simulations.head.spec import NOTIONS, HeadStudySpec
+from stabtheory.statistics import binomial_interval
 
-__all__ = ["design", "judge_claims", "margin_parameter", "regime_label", "sweep", "t_index"]
+__all__ = [
+    "PLACEBO",
+    "design",
+    "judge_claims",
+    "judge_placebo",
+    "margin_parameter",
+    "regime_label",
+    "sweep",
+    "t_index",
+]
+
+#: The placebo claim: a sweep over re-seeded copies of one configuration, where no effect
+#: exists; any decisive verdict is a false decision of the pipeline (docs/theory.md section 6).
+PLACEBO = claims.Claim(
+    "placebo", "placebo: re-seeded copies of one configuration differ only by chance", "copy", 0
+)
 
 
 def t_index(steps: np.ndarray, t: int) -> int:
@@ -143,3 +159,46 @@ def judge_claims(study: HeadStudy) -> list:
                 claims.combine(claim, f"loo.{notion}", regimes, figure=f"claims_{notion}.png")
             )
     return verdicts
+
+
+def judge_placebo(study: HeadStudy) -> dict:
+    """The placebo claims and the pipeline's false-decision rate (``report.json``'s
+    ``placebo``): for every family and loss, the base configuration and its re-seeded copies
+    (:attr:`HeadStudySpec.placebo_copies`) swept over the copy index and judged by the same
+    statistics as every claim, under every notion, early and late. ``rate`` is the share judged
+    other than ``inconclusive``, ``ci`` its exact 95% interval. The claims of one family and
+    loss share their runs, so they are not independent trials."""
+    spec, steps = study.spec, study.steps
+    times = {"early": t_index(steps, spec.early_t), "late": len(steps) - 1}
+    regimes = []
+    for family in spec.families:
+        for loss in spec.losses_of(family):
+            base = spec.base(loss, family)
+            ks = [
+                study.plan.index(dataclasses.replace(base, copy=c))
+                for c in range(spec.placebo_copies)
+            ]
+            if len(ks) < 2:
+                continue
+            index = [float(c) for c in range(len(ks))]
+            for notion in NOTIONS:
+                for name, ti in times.items():
+                    regimes.append(
+                        claims.verdict(
+                            PLACEBO,
+                            index,
+                            [study.stability[k][notion][ti] for k in ks],
+                            regime=f"{family}, {loss}, loo.{notion}, {name} (t={steps[ti]})",
+                            design="placebo",
+                        )
+                    )
+    decisive = sum(r.verdict != "inconclusive" for r in regimes)
+    total = len(regimes)
+    return {
+        "claims": total,
+        "decisive": decisive,
+        "rate": decisive / total if total else None,
+        "ci": list(binomial_interval(decisive, total)) if total else None,
+        "copies": spec.placebo_copies,
+        "regimes": [r.to_dict() for r in regimes],
+    }

@@ -71,10 +71,12 @@ def train_items(Z, masks, lr, checkpoints, *, loss, optimizer="gd"):
 
 
 @functools.lru_cache(maxsize=1024)
-def _loo(spec: HeadStudySpec, family: str, gamma, pair, n: int, draw: int) -> LooMaxMargin:
+def _loo(
+    spec: HeadStudySpec, family: str, gamma, pair, n: int, draw: int, copy: int
+) -> LooMaxMargin:
     """The leave-one-out max margins of one data set (solved once per data set and spec,
     whatever the loss, step and optimizer trained on it)."""
-    ds = spec.dataset(HeadConfig("", 0.0, gamma, n, family, pair), draw)
+    ds = spec.dataset(HeadConfig("", 0.0, gamma, n, family, pair, copy=copy), draw)
     return loo_max_margin(ds.X, ds.y, result=max_margin(ds.X, ds.y))
 
 
@@ -129,7 +131,7 @@ def compute(spec: HeadStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
             lr=cfg.lr,
             steps=steps,
             optimizer=optimizer,
-            loo=_loo(spec, cfg.family, cfg.gamma, cfg.pair, n, draw),
+            loo=_loo(spec, cfg.family, cfg.gamma, cfg.pair, n, draw, cfg.copy),
             sim=sim,
         )
         checks = check_all(ev, trained_only=True)

@@ -16,7 +16,7 @@ from stabtheory.report.figures import (
     save_figure,
 )
 from stabtheory.report.format import check_rows, failures, fmt
-from stabtheory.simulations.head.claims import design, margin_parameter, sweep
+from stabtheory.simulations.head.claims import design, judge_placebo, margin_parameter, sweep
 from stabtheory.simulations.head.compute import HeadStudy
 from stabtheory.simulations.head.spec import NOTIONS, HeadConfig
 
@@ -36,7 +36,7 @@ def section(study: HeadStudy) -> dict:
             "matched_eta_t": study.spec.lr * study.spec.t_ref,
             "matched_steps": {str(k): v for k, v in study.spec.matched_steps.items()},
         },
-        "extra": {},
+        "extra": {"placebo": judge_placebo(study)},
     }
 
 
@@ -85,7 +85,7 @@ def markdown(report: dict) -> list[str]:
             f"`head.lr` is judged at fixed t = {study.get('t_ref')} and at matched eta * t = "
             f"{study.get('matched_eta_t')} (the run of step eta read at t = eta_base t_ref / "
             f"eta: {matched}). The digits margin sweep runs across pairs "
-            "(observational: the pairs differ in more than their margin); the margin column "
+            "(natural, though the pairs differ in more than their margin); the margin column "
             "lists the swept values (digits: mean measured max margin per pair at the base n).",
             "",
             "| family | data | losses | base (lr, gamma, n) | lr sweep | margin sweep | n sweep "
@@ -106,13 +106,26 @@ def markdown(report: dict) -> list[str]:
                 f"{f['head.n design']} | {f['configs']} |"
             )
         lines.append("")
+    placebo = report.get("placebo")
+    if placebo and placebo["claims"]:
+        lo, hi = placebo["ci"]
+        lines += [
+            f"**Placebo:** {placebo['claims']} null claims (each family's base configuration "
+            f"and {placebo['copies'] - 1} re-seeded copies, swept over the copy index and "
+            "judged by the claims' statistics under every notion, early and late): "
+            f"{placebo['decisive']} decisive, a false-decision rate of {fmt(placebo['rate'])} "
+            f"[{fmt(lo)}, {fmt(hi)}] (exact 95% interval; the target is at most 0.05; "
+            "docs/theory.md section 6).",
+            "",
+        ]
     lines += [
         "## Head tuning: checks (bound vs empirical, per sample, over the checkpoints where "
         "the theorem applies)",
         "",
         "`vacuous` is the share of compared entries whose bound is at least the trivial "
-        "bound (2 for a distance between unit vectors, gamma + R for a margin gap; `-` where "
-        "the notion has none): a pass there says nothing (docs/theory.md section 6). "
+        "bound (2 for a distance between unit vectors, gamma + R for a margin gap, "
+        "||w(S) - w0|| + ||w(S\\i) - w0|| for weights, l(w(S); z_i) + l(w(S\\i); z_i) for "
+        "losses): a pass there says nothing (docs/theory.md section 6). "
         "Each row pools the samples of every data draw of its configuration; `draws` is "
         "their number and `gamma` the mean measured max margin over them.",
         "",

@@ -31,6 +31,8 @@ class HeadConfig:
       pair: ``"pair"`` families only: the two digits (``pair[0]`` is +1).
       optimizer: ``"gd"`` (the claims' sweeps, Theorems H-1, H-2, C-1) or ``"ngd"``
         (normalized GD, the runs that check Theorem H-3).
+      copy: 0, or a re-seeded copy of the configuration (the placebo sweeps): its draws are
+        independent of every other copy's, its distribution the same.
     """
 
     loss: str
@@ -40,6 +42,7 @@ class HeadConfig:
     family: str = "planted"
     pair: tuple[int, int] | None = None
     optimizer: str = "gd"
+    copy: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,9 @@ class HeadStudySpec:
       ngd_lr, ngd_gammas: the normalized-GD runs that check Theorem H-3: planted data of the
         base n, exponential loss, step ``ngd_lr`` (eta R^2 <= 1), one run per margin in
         ``ngd_gammas``; they inform no claim.
+      placebo_copies: every family's base configuration is also run as this many re-seeded
+        copies (the base is copy 0; fewer than 2: no placebo), whose sweep over the copy
+        index is a claim with no effect by construction (docs/theory.md section 6).
       replicates: independent data draws per configuration.
       seed: seed of the data (draw r uses :func:`engine.draw_seed` (seed, r)).
       max_runs: at most this many runs (n + 1 per item, padded) in one chunk.
@@ -100,6 +106,7 @@ class HeadStudySpec:
     digits_pairs: tuple[tuple[int, int], ...] = ((5, 6), (1, 2), (0, 7))
     ngd_lr: float = 0.9
     ngd_gammas: tuple[float, ...] = (0.1, 0.4)
+    placebo_copies: int = 4
     replicates: int = 10
     seed: int = 0
     max_runs: int = 4096
@@ -217,6 +224,12 @@ class HeadStudySpec:
             HeadConfig("exponential", self.ngd_lr, g, self.n, optimizer="ngd")
             for g in dict.fromkeys(self.ngd_gammas)
         ]
+        plan += [
+            dataclasses.replace(self.base(loss, family), copy=c)
+            for family in self.families
+            for loss in self.losses_of(family)
+            for c in range(1, self.placebo_copies)
+        ]
         return plan
 
     @property
@@ -239,6 +252,6 @@ class HeadStudySpec:
         fam = self.family_of(cfg)
         n_max = self.n_max if fam.primary else self.family_n_max
         margin = cfg.pair if fam.sweeps == "pair" else cfg.gamma
-        seed = engine.draw_seed(self.seed, draw)
+        seed = engine.draw_seed(self.seed, draw + cfg.copy * self.replicates)
         full = fam.draw(n_max, margin, d=self.d, radius=self.radius, seed=seed)
         return full.subset(cfg.n)
