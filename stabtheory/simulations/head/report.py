@@ -189,7 +189,7 @@ def figures(study: HeadStudy, out: Path) -> list[str]:
                 curves[loss] = (steps, list(study.stability[k][notion]))
                 ks = sweep(study, family, loss, "head.lr")
                 lrs = [study.plan[j].lr for j in ks]
-                lr_curves[f"{loss}, fixed t={steps[ref]}"] = (
+                lr_curves[f"{loss}, fixed t={steps[ref]} (confounded)"] = (
                     lrs,
                     [study.stability[j][notion][ref] for j in ks],
                 )
@@ -215,7 +215,10 @@ def figures(study: HeadStudy, out: Path) -> list[str]:
             margin_label = FAMILIES[family].margin_label
             n_design = design(family, "head.n")
             n_title = f"head.n ({n_design})" if n_design != "natural" else "head.n"
-            plot_claim("GD step t", curves, ax=row[0], title=f"{family}: head.iterations")
+            it_title = f"{family}: head.iterations"
+            if notion == "weights":  # ||w(t)|| grows like log t / gamma: not counted
+                it_title += " (positive-control: grows by construction)"
+            plot_claim("GD step t", curves, ax=row[0], title=it_title)
             plot_claim("lr eta", lr_curves, ax=row[1], title=f"{family}: head.lr")
             plot_claim(margin_label, margin_curves, ax=row[2], title=f"{family}: head.margin")
             plot_claim("sample size n", n_curves, ax=row[3], title=f"{family}: {n_title}")
