@@ -200,19 +200,29 @@ def figures(ft: FineTuneStudy, out: Path) -> list[str]:
     late = len(spec.steps) - 1
     claim_sweeps = sweeps(ft)
     for notion, measures in MEASURES.items():
-        fig, axes = plt.subplots(1, 3, figsize=(15.6, 6.2))
+        fig, axes = plt.subplots(1, 3, figsize=(15.6, 8.4))
         for ax, (claim_id, parameter) in zip(
             axes,
             (("ft.n", "n"), ("ft.lipschitz", "rho"), ("ft.distance", "distance")),
             strict=True,
         ):
             curves = {}
+            regimes = [
+                r
+                for v in ft.verdicts
+                if v.claim == claim_id and v.notion == notion
+                for r in v.regimes
+            ]
             for task, knob, idx in claim_sweeps[claim_id]:
                 idx = sorted(idx, key=lambda j: ft.configs[j][parameter])
                 xs = [ft.configs[j][parameter] for j in idx]
                 for label, kind in measures:
                     row = 0 if kind.startswith("min") else late
-                    curves[f"{task}, {label} ({knob})"] = (
+                    mine = [r for r in regimes if f"{task}, {label}, swept {knob} (" in r.regime]
+                    shown = (
+                        "" if not mine or mine[-1].counted else f"; {mine[-1].design}, not counted"
+                    )
+                    curves[f"{task}, {label} ({knob}{shown})"] = (
                         xs,
                         [ft.stability[j][kind][row] for j in idx],
                     )
@@ -227,7 +237,7 @@ def figures(ft: FineTuneStudy, out: Path) -> list[str]:
                 title=claim_id,
             )
             # up to 15 curves per panel: the legend goes below the axes, not over the data
-            ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+            ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
         fig.suptitle(
             f"Full fine-tuning: instability {notion} against the measured quantity "
             "of each claim (mean over i, 95% bootstrap interval)",
