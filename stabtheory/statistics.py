@@ -141,7 +141,9 @@ def bootstrap_means(per_sample: Sequence[np.ndarray], n_boot: int, rng) -> np.nd
     resampled with replacement, then the samples within every chosen draw. When every
     configuration has the same ``(draws, n)`` they share the resampled indices (a paired
     bootstrap: draw ``r`` and sample ``i`` are the same data in every configuration of a
-    one-at-a-time sweep); otherwise each configuration is resampled independently.
+    one-at-a-time sweep); when they have the same number of draws but not the same ``n`` (an
+    n sweep of nested subsets of each draw) they share the resampled draws and resample their
+    samples apart; otherwise each configuration is resampled independently.
 
     Example:
       >>> b = bootstrap_means([np.ones((3, 4)), 2 * np.ones((3, 4))], 5, np.random.default_rng(0))
@@ -159,6 +161,14 @@ def bootstrap_means(per_sample: Sequence[np.ndarray], n_boot: int, rng) -> np.nd
     if len(shapes) == 1:
         draws, samples = indices(*shapes.pop())
         return np.stack([a[draws[..., None], samples].mean(axis=(1, 2)) for a in arrays], axis=1)
+    if len({a.shape[0] for a in arrays}) == 1:  # paired draws, samples apart
+        R = arrays[0].shape[0]
+        draws = rng.integers(0, R, size=(n_boot, R))
+        cols = []
+        for a in arrays:
+            samples = rng.integers(0, a.shape[1], size=(n_boot, R, a.shape[1]))
+            cols.append(a[draws[..., None], samples].mean(axis=(1, 2)))
+        return np.stack(cols, axis=1)
     cols = []
     for a in arrays:
         draws, samples = indices(*a.shape)

@@ -291,3 +291,15 @@ def test_float64_noise_is_a_tie_not_an_order():
     # a real difference is still an order
     real = np.array([1.0, 1.001, 1.002])
     assert S.kendall_tau([1, 2, 3], real, tie_tol=S.NOISE_TIE) == 1.0
+
+
+def test_bootstrap_pairs_the_draws_of_configurations_of_different_sizes():
+    """An n sweep of nested subsets: the same draws in every configuration, so the bootstrap
+    resamples the draws once for all of them (the samples within a draw apart)."""
+    per_draw = np.array([1.0, 5.0, 9.0, 20.0])  # draws differ a lot, samples within one do not
+    small, large = np.repeat(per_draw[:, None], 4, 1), np.repeat(per_draw[:, None], 8, 1)
+    b = st.bootstrap_means([small, large], 200, np.random.default_rng(0))
+    np.testing.assert_array_equal(b[:, 0], b[:, 1])
+    # different numbers of draws cannot be paired: resampled apart
+    b = st.bootstrap_means([small, large[:3]], 200, np.random.default_rng(0))
+    assert not np.array_equal(b[:, 0], b[:, 1])

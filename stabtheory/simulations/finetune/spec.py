@@ -70,7 +70,7 @@ class FineTuneStudySpec:
     scales: tuple[float, ...] = (0.25, 4.0)
     controlled_on: tuple[str, ...] = ("synthetic",)
     early_step: int = 10
-    replicates: int = 5
+    replicates: int = 10
     seed: int = 0
     #: training runs per chunk (``size + 1`` per (configuration, draw) at its padded size;
     #: at least one item): a chunk is one compiled program
