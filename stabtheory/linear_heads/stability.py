@@ -82,6 +82,14 @@ def _direction(w: jax.Array) -> jax.Array:
     return w / jnp.linalg.norm(w, axis=-1, keepdims=True)
 
 
+def _log_losses_at(a: jax.Array, b: jax.Array, Z: jax.Array, loss: str):
+    """``log l(a; z_i)`` and ``log l(b_i; z_i)``: the run on S and each perturbed run at the
+    sample ``z_i`` of its index (``b`` has the sample axis first)."""
+    extra = b.ndim - 2  # axes between the sample axis and d
+    Zb = Z.reshape(Z.shape[:1] + (1,) * extra + Z.shape[1:])
+    return log_loss(jnp.sum(a * Zb, axis=-1), loss), log_loss(jnp.sum(b * Zb, axis=-1), loss)
+
+
 def per_sample_stability(
     w_full: jax.Array,
     w_perturbed: jax.Array,
@@ -108,10 +116,7 @@ def per_sample_stability(
     if notion == "direction":
         return jnp.linalg.norm(_direction(a) - _direction(b), axis=-1)
     if notion == "loss":
-        extra = b.ndim - 2  # axes between the sample axis and d
-        Zb = Z.reshape(Z.shape[:1] + (1,) * extra + Z.shape[1:])
-        la = log_loss(jnp.sum(a * Zb, axis=-1), loss)
-        lb = log_loss(jnp.sum(b * Zb, axis=-1), loss)
+        la, lb = _log_losses_at(a, b, Z, loss)
         # |e^la - e^lb| = e^max (1 - e^-|la - lb|), exact in the log domain.
         return jnp.exp(jnp.maximum(la, lb)) * -jnp.expm1(-jnp.abs(la - lb))
     raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
@@ -146,10 +151,7 @@ def trivial_stability(
     if notion == "direction":
         return jnp.full(b.shape[:-1], 2.0, b.dtype)
     if notion == "loss":
-        extra = b.ndim - 2
-        Zb = Z.reshape(Z.shape[:1] + (1,) * extra + Z.shape[1:])
-        la = log_loss(jnp.sum(a * Zb, axis=-1), loss)
-        lb = log_loss(jnp.sum(b * Zb, axis=-1), loss)
+        la, lb = _log_losses_at(a, b, Z, loss)
         return jnp.exp(jnp.logaddexp(la, lb))
     raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
 
