@@ -113,3 +113,26 @@ def test_an_exactly_singular_taylor_operator_is_not_applicable():
     w0[lo:hi] = 0.0
     chk = check_bound("ft.FT1", bed.X, bed.y, model=bed.apply, params=w0, lam=0.0)
     assert not chk.applicable
+
+
+def test_trivial_bounds_of_every_fine_tuning_notion(bed):
+    """||w(S) - w0|| + ||w(S\\i) - w0|| for the minimisers, the Taylor GD path and the real
+    network, and |l_S| + |l_S\\i| for the losses, recomputed with numpy from the evidence."""
+    ev = ft.ft_evidence(bed.apply, bed.w0, bed.X, bed.y, lam=0.1, steps=[1, 10, 30])
+    w0 = np.asarray(bed.w0)
+    for kind, W in (
+        ("min.weights", ev.w_min),
+        ("gd.weights", ev.w_gd),
+        ("real.weights", ev.w_real),
+    ):
+        d = np.linalg.norm(np.asarray(W) - w0, axis=-1)
+        expected = (d[0] + d[1:])[None] if d.ndim == 1 else d[0][:, None] + d[1:].T
+        np.testing.assert_allclose(ev.trivial(kind), expected, rtol=1e-12)
+        assert ev.trivial(kind).shape == ev.empirical(kind).shape
+    L = ev.min_losses
+    np.testing.assert_allclose(ev.trivial("min.loss"), (abs(L[0]) + abs(L[1]))[None], rtol=1e-12)
+    assert np.all(ev.trivial("real.loss") >= ev.empirical("real.loss"))
+    for kind in ("min.weights", "gd.weights", "real.weights", "min.loss"):
+        assert np.all(ev.trivial(kind) >= ev.empirical(kind) - 1e-12)  # the triangle inequality
+    checks = [get(t).check(ev, n) for t in ("ft.FT1", "ft.FT1L") for n in get(t).notions]
+    assert all(c.summary()["trivial_bound"] is not None for c in checks)
