@@ -111,6 +111,14 @@ def test_quick_verify_reports_zero_violations(quick_report):
         for notion in ("loo.weights", "loo.loss"):
             assert (claim, notion) in {(c["id"], c["notion"]) for c in report["claims"]}
     assert report["taylor"] and all(r["taylor_departure"] >= 0 for r in report["taylor"])
+    # a nonlinear network is never exactly quadratic: assumption (d) fails in every row
+    assert all(r["faithful"] is (r["taylor_departure"] <= 0.0) for r in report["taylor"])
+    for c in report["claims"]:  # no control, confounded or placebo regime is ever counted
+        assert all(r["design"] == "natural" or not r["counted"] for r in c["regimes"])
+    placebo = report["placebo"]
+    assert placebo["claims"] >= 1 and set(placebo) >= {"claims", "decisive", "rate", "ci"}
+    rows = [c for c in report["checks"] if c["applicable"]]
+    assert all(isinstance(c["trivial_bound"], float) for c in rows)
     ids = {(c["id"], c["notion"]) for c in report["claims"]}
     for claim in ("head.iterations", "head.lr", "head.margin", "head.n"):
         for notion in ("loo.direction", "loo.weights", "loo.loss"):

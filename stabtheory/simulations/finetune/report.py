@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from stabtheory.bounds import FTEvidence, get
+from stabtheory.bounds.finetune import DEPARTURE_THRESHOLD
 from stabtheory.report.figures import (
     plot_bound_vs_empirical,
     plot_claim,
@@ -55,6 +56,7 @@ def section(ft: FineTuneStudy) -> dict:
                 "real_exceeds_ft2",
             )
         }
+        | {"faithful": bool(c["taylor_departure"] <= DEPARTURE_THRESHOLD)}
         for c in ft.configs
     ]
     designs = [
