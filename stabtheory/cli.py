@@ -5,8 +5,11 @@ the registered studies (default: head tuning and full fine-tuning; ``--study sta
 ``all`` for more) on their embedded data (generated, and scikit-learn's bundled digits) through
 the sweep engine, checks every applicable theorem per sample, judges the paper's claims and
 writes ``report.json``, ``report.md`` and the figures into ``DIR``, with the finished chunks under
-``DIR/.chunks`` (a killed run started again resumes from them). It exits with status 1 when a
-rigorous bound is exceeded beyond numerical tolerance, naming it.
+``DIR/.chunks`` (a killed run started again resumes from them).
+
+Exit status: 0 no violation; 1 a rigorous bound exceeded beyond numerical tolerance (named on
+stderr); 2 bad usage or input (one line on stderr); 3 an internal error (one line on stderr, the
+traceback in ``DIR/error.log``); 130 interrupted (run the same command to resume).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 __all__ = ["main"]
@@ -49,9 +54,26 @@ def _distributed(args: argparse.Namespace) -> None:
         )
 
 
+def _writable(out: Path) -> str | None:
+    """Why ``out`` cannot take the report (``None`` when it can), checked before any work."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out} is a file, not a directory"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        return f"--out {out} is not writable ({err.strerror or err})"
+    return None
+
+
 def _verify(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = Path(args.out)
+    problem = _writable(out)
+    if problem:
+        print(f"error: {problem}; choose another --out.", file=sys.stderr)
+        return 2
     if (out / "report.json").exists() and not args.force:
         print(
             f"error: {out / 'report.json'} exists; pass --force to overwrite it or choose "
@@ -123,9 +145,12 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
+    from stabtheory import __version__
+    from stabtheory.errors import StabtheoryError
     from stabtheory.simulations import STUDIES
 
     parser = argparse.ArgumentParser(prog="stabtheory", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"stabtheory {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("verify", help="check the theory against simulations and write a report")
     v.add_argument("--quick", action="store_true", help="reduced studies (under a minute)")
@@ -164,9 +189,38 @@ def main(argv=None) -> int:
     dist.add_argument("--num-processes", type=int, default=None, help="number of processes")
     dist.add_argument("--process-id", type=int, default=None, help="this process's index")
     args = parser.parse_args(argv)
-    if args.command == "verify":
+    if args.command != "verify":  # pragma: no cover
+        return 2
+    try:
         return _verify(args)
-    return 2  # pragma: no cover
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command to resume", file=sys.stderr)
+        return 130
+    except StabtheoryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        log = _error_log(Path(args.out))
+        print(
+            f"internal error: {type(err).__name__}: {err} (traceback in {log}); please report it",
+            file=sys.stderr,
+        )
+        return 3
+
+
+def _error_log(out: Path) -> Path:
+    """Write the current exception's traceback to ``out/error.log`` (a temporary file when
+    ``out`` cannot take it) and return its path."""
+    text = traceback.format_exc()
+    try:
+        path = out / "error.log"
+        path.write_text(text)
+    except OSError:
+        fd, name = tempfile.mkstemp(prefix="stabtheory-error-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        path = Path(name)
+    return path
 
 
 if __name__ == "__main__":  # pragma: no cover

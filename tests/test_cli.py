@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import stabtheory
 from stabtheory import claims, cli
 from stabtheory.bounds import REGISTRY
 from stabtheory.report.figures import plot_claim, save_figure
@@ -301,3 +302,45 @@ def test_a_registered_study_runs_end_to_end_through_the_cli(toy_study, tmp_path,
     assert {k: v for k, v in resumed.items() if k != "environment"} == {
         k: v for k, v in report.items() if k != "environment"
     }
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"stabtheory {stabtheory.__version__}"
+
+
+def test_an_out_that_cannot_take_the_report_is_bad_usage_before_any_work(tmp_path, capsys):
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    assert cli.main(["verify", "--quick", "--no-progress", "--out", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file" in err and "Traceback" not in err
+
+
+class _Failing(ToyStudy):
+    """A toy study whose chunks fail: an internal error or an interruption."""
+
+    name = "failing"
+    raises: type = RuntimeError
+
+    def compute(self, spec, chunk):
+        raise self.raises("boom")
+
+
+@pytest.mark.parametrize(("raises", "status"), [(RuntimeError, 3), (KeyboardInterrupt, 130)])
+def test_internal_errors_and_interruptions_have_their_own_status(raises, status, tmp_path, capsys):
+    study = register_study(type("Failing", (_Failing,), {"raises": raises})())
+    try:
+        argv = ["verify", "--quick", "--study", "failing", "--no-progress", "--out", str(tmp_path)]
+        assert cli.main(argv) == status
+    finally:
+        del STUDIES[study.name]
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    if status == 3:
+        assert "RuntimeError: boom" in err
+        assert "RuntimeError: boom" in (tmp_path / "error.log").read_text()
+    else:
+        assert err == "interrupted; run the same command to resume"
