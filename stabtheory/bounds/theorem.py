@@ -272,6 +272,33 @@ class BoundCheck:
     def applicable(self) -> bool:
         return bool(np.any(self.applicable_at))
 
+    def __repr__(self) -> str:
+        """One line in words: whether it applies, holds, how vacuous, bound against measured.
+
+        Example:
+          >>> chk = BoundCheck("x", "loo.weights", np.array([1]), np.array([[2.0, 4.0]]),
+          ...                  np.array([[1.0, 1.0]]), np.array([True]), (), 1e-9, {},
+          ...                  trivial=3.0)
+          >>> r = repr(chk)
+          >>> r.startswith("BoundCheck(x on loo.weights: holds (0 violations)"), r[-18:]
+          (True, 'vacuous share 0.5)')
+        """
+        if not self.applicable:
+            failed = [a.name for a in self.assumptions if not a.holds]
+            why = f"; failed assumptions: {', '.join(failed)}" if failed else ""
+            return f"BoundCheck({self.theorem} on {self.notion}: not applicable{why})"
+        bound, empirical = self.as_2d()
+        mask = self.entry_mask
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = float(np.mean(bound[mask]) / np.mean(empirical[mask]))
+        word = "holds" if self.holds else "VIOLATED"
+        share = self.vacuous_share
+        vacuous = "no trivial bound" if share is None else f"vacuous share {share:.3g}"
+        return (
+            f"BoundCheck({self.theorem} on {self.notion}: {word} ({self.violations} "
+            f"violations), bound/empirical mean {ratio:.3g}, {vacuous})"
+        )
+
     @property
     def entry_mask(self) -> np.ndarray:
         """(C, n): the entries at which the theorem applies and is compared."""

@@ -71,6 +71,21 @@ class MaxMarginResult:
         """Number of active constraints |SV(S)|."""
         return int(np.count_nonzero(self.support))
 
+    def __repr__(self) -> str:
+        """The margin with its certificate, in one line.
+
+        Example:
+          >>> from stabtheory.data import soudry_fig1
+          >>> ds = soudry_fig1()
+          >>> max_margin(ds.X, ds.y)  # doctest: +ELLIPSIS
+          MaxMarginResult(margin 1.41421356..., certified <= ..., 4 of 4 samples active, ...)
+        """
+        return (
+            f"MaxMarginResult(margin {self.margin:.10g}, certified <= {self.margin_upper:.10g} "
+            f"(gap {self.duality_gap:.2g}), {self.n_support} of {len(self.support)} samples "
+            f"active, {self.iterations} iterations)"
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class LooMaxMargin:
