@@ -104,8 +104,9 @@ def save_figure(fig, out: Path, name: str) -> str:
 def plot_bound_vs_empirical(
     check: BoundCheck, *, ax: plt.Axes | None = None, label: str | None = None, color=None
 ) -> plt.Axes:
-    """Mean (with 95% bootstrap band) and max of the empirical stability and of the bound
-    over samples, against the checkpoint step t, on log axes.
+    """Mean (with 95% bootstrap band) and max of the empirical instability and of the bound
+    over samples, against the checkpoint step t, on log axes, with the notion's trivial bound
+    (mean over samples; a bound at or above it says nothing).
 
     Checkpoints where the theorem does not apply are left out of the bound's curves.
     Violations, if any, are marked with red crosses.
@@ -132,6 +133,16 @@ def plot_bound_vs_empirical(
             ax.plot(
                 steps[ok], reduce(b, axis=1), style, marker=marker, ms=4, color=shade, label=text
             )
+        if check.trivial is not None:
+            trivial = np.broadcast_to(np.atleast_2d(check.trivial), bound.shape)
+            ax.plot(
+                steps[ok],
+                np.nanmean(np.where(check.entry_mask, trivial, np.nan)[ok], axis=1),
+                ":",
+                lw=1.5,
+                color="tab:red",
+                label="trivial bound (mean)",
+            )
     else:
         failed = ", ".join(a.name for a in check.assumptions if not a.holds)
         ax.text(
@@ -154,7 +165,7 @@ def plot_bound_vs_empirical(
     ax.set_ylabel(
         "margin gap delta(t)"
         if check.notion == "margin.gap"
-        else "stability (smaller is more stable)"
+        else "instability (leave-one-out change)"
     )
     cfg = check.config
     ax.set_title(
