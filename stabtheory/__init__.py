@@ -3,7 +3,8 @@
 The package follows the flow of the science (README "What is where"): ``data`` and ``svm``
 (datasets, validation, exact max margins) -> ``linear_heads`` and ``full_finetuning`` (trainers,
 testbeds, the Taylor model) and ``stabilizers`` (MMR, MHLoss, SURT) -> ``bounds`` (theorems,
-each with its check) -> ``statistics`` and ``claims`` -> ``simulations`` (studies) -> ``report``.
+each with its check) -> ``statistics``, ``elasticities`` and ``claims`` -> ``simulations``
+(studies) -> ``report``.
 
 Importing stabtheory enables float64 in JAX (``jax_enable_x64``): theory checks run in
 float64. Arrays created as float32 stay float32.
@@ -13,7 +14,15 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from stabtheory import bounds, claims, data, linear_heads, statistics, svm  # noqa: E402
+from stabtheory import (  # noqa: E402
+    bounds,
+    claims,
+    data,
+    elasticities,
+    linear_heads,
+    statistics,
+    svm,
+)
 from stabtheory.bounds import REGISTRY, check_bound  # noqa: E402
 from stabtheory.data import (  # noqa: E402
     Dataset,
@@ -60,6 +69,7 @@ __all__ = [
     "check_bound",
     "claims",
     "data",
+    "elasticities",
     "linear_heads",
     "loo_max_margin",
     "loo_stability",

@@ -8,6 +8,7 @@ r"""The statistics every study's verdicts and figures use (docs/theory.md sectio
   interval, the effect ratio (mean instability at the largest parameter value over the mean at
   the smallest) with its interval from the *same* bootstrap replicates, and the sign test on
   the per-draw taus (:func:`sign_test`).
+* The per-draw elasticities and the Holm correction are in :mod:`stabtheory.elasticities`.
 * :func:`bootstrap_mean_ci`: the percentile interval of a mean over samples
   (:class:`stabtheory.linear_heads.StabilityEstimate`).
 * :func:`binomial_interval`: the exact (Clopper-Pearson) interval of a rate, e.g. the

@@ -9,7 +9,10 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st_h
 
+from stabtheory import elasticities as el
 from stabtheory import statistics as st
 from stabtheory.claims import HEAD_CLAIMS, RegimeVerdict, combine, verdict
 
@@ -79,10 +82,12 @@ def _disagreeing_draws(draws: int = 10, n: int = 30, seed: int = 0) -> list[np.n
 def test_hierarchical_interval_is_wide_when_draws_disagree():
     claim = HEAD_CLAIMS["head.margin"]
     per_config = _disagreeing_draws()
-    # One draw alone: the within-draw bootstrap is narrow and (wrongly) decisive.
+    # One draw alone: the within-draw bootstrap is narrow (it would wrongly be decisive), but
+    # the elasticity has no interval over draws, so the regime is not decisive.
     one = verdict(claim, X, [v[0] for v in per_config], regime="draw 0")
     assert one.ci == (1.0, 1.0) and one.replicates == 1
-    assert one.verdict == "refuted"
+    assert one.effect > 1.1 and one.effect_ci[0] > 1
+    assert one.verdict == "inconclusive" and one.slope.draws == 1
     # All draws: resampling the draws makes the tau interval cover 0.
     r = verdict(claim, X, per_config, regime="all draws")
     lo, hi = r.ci
@@ -224,6 +229,8 @@ def test_to_dict_has_the_report_fields():
         "verdict",
         "statistic",
         "effect",
+        "slope",
+        "runs",
         "replicates",
         "parameter_values",
         "instability",
@@ -303,3 +310,41 @@ def test_bootstrap_pairs_the_draws_of_configurations_of_different_sizes():
     # different numbers of draws cannot be paired: resampled apart
     b = st.bootstrap_means([small, large[:3]], 200, np.random.default_rng(0))
     assert not np.array_equal(b[:, 0], b[:, 1])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_per_draw_slope_matches_polyfit(seed):
+    rng = np.random.default_rng(seed)
+    draws, configs = 6, 4
+    x = rng.uniform(0.5, 5.0, (configs, draws))  # measured on each draw
+    per_sample = [rng.uniform(0.1, 2.0, (draws, 7)) for _ in range(configs)]
+    slopes = el.per_draw_slope(x, per_sample)
+    for r in range(draws):
+        y = [np.log(per_sample[k][r].mean()) for k in range(configs)]
+        assert slopes[r] == pytest.approx(np.polyfit(np.log(x[:, r]), y, 1)[0], rel=1e-10)
+    # a non-positive mean makes that draw's slope undefined, not a clamped number
+    per_sample[1][2] = 0.0
+    assert np.isnan(el.per_draw_slope(x, per_sample)[2])
+    assert el.per_draw_slope(x[:, 0], [p[: 1 + k] for k, p in enumerate(per_sample)]) is None
+
+
+def test_t_interval_matches_scipy():
+    from scipy import stats
+
+    v = np.array([0.3, -0.1, 0.5, 0.2, 0.4, np.nan])
+    lo, hi, p = el.t_interval(v, 0.9)
+    w = v[~np.isnan(v)]
+    ref = stats.ttest_1samp(w, 0.0)
+    assert p == pytest.approx(ref.pvalue, rel=1e-10)
+    ci = ref.confidence_interval(0.9)
+    assert (lo, hi) == pytest.approx((ci.low, ci.high), rel=1e-10)
+    assert all(np.isnan(el.t_interval([1.0])))
+
+
+@given(st_h.lists(st_h.floats(0.0, 1.0), min_size=1, max_size=8))
+def test_holm_is_monotone_and_controls_like_bonferroni(ps):
+    adj = el.holm(ps)
+    p = np.asarray(ps)
+    assert np.all(adj >= p - 1e-15) and np.all(adj <= np.minimum(1.0, len(p) * p) + 1e-15)
+    order = np.argsort(p, kind="stable")
+    assert np.all(np.diff(adj[order]) >= -1e-15)

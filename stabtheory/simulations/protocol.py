@@ -51,32 +51,44 @@ class Study:
       configs: one dict per trained configuration.
       checks: every :class:`~stabtheory.bounds.BoundCheck`, tagged with its config index.
       stability: per config index, ``{notion: per-sample instability}``.
+      bounds: per config index, ``{(theorem, notion): per-sample bound}`` (C, draws, n), NaN
+        where the theorem does not apply (the exponents the claims' elasticities predict).
       verdicts: the claims' :class:`~stabtheory.claims.Verdict` objects.
       runtime_s: wall time.
       items: the per-(configuration, draw) results, draw after draw for each configuration.
+      by_config: per config index, its :class:`DrawResult` s in draw order.
     """
 
     spec: Any
     configs: list[dict] = dataclasses.field(default_factory=list)
     checks: list[tuple[int, BoundCheck]] = dataclasses.field(default_factory=list)
     stability: dict[int, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    bounds: dict[int, dict[tuple[str, str], np.ndarray]] = dataclasses.field(default_factory=dict)
     verdicts: list = dataclasses.field(default_factory=list)
     runtime_s: float = 0.0
     items: list = dataclasses.field(default_factory=list)
+    by_config: dict[int, list] = dataclasses.field(default_factory=dict)
 
     def add_config(self, config: dict, members: Sequence[DrawResult]) -> None:
         """Append one configuration run on several draws.
 
         ``members`` are its :class:`DrawResult` s, in draw order: each check is merged over
-        the draws (:func:`~stabtheory.bounds.merge_draws`) and each notion's stability
-        is stacked to (C, draws, n).
+        the draws (:func:`~stabtheory.bounds.merge_draws`), and each notion's stability and
+        each check's bound are stacked to (C, draws, n).
         """
         k = len(self.configs)
         self.items += members
+        self.by_config[k] = list(members)
         self.configs.append(config)
         for col in range(len(members[0].checks)):
             merged = merge_draws([it.checks[col] for it in members], config=config)
             self.checks.append((k, merged))
+        self.bounds[k] = {
+            (c.theorem, c.notion): np.stack(
+                [np.atleast_2d(it.checks[col].bound) for it in members], axis=1
+            )
+            for col, c in enumerate(members[0].checks)
+        }
         self.stability[k] = {
             kind: np.stack([np.atleast_2d(it.stability[kind]) for it in members], axis=1)
             for kind in members[0].stability
@@ -92,6 +104,33 @@ class Study:
                 for key, v in match.items()
             )
         ]
+
+    def per_draw(self, ks: Sequence[int], key: str) -> np.ndarray:
+        """A measured quantity on every draw of each config of a sweep: (configs, draws)."""
+        return np.array([[it.measured[key] for it in self.by_config[k]] for k in ks], float)
+
+    def bound_sweep(
+        self, ks: Sequence[int], rows: Sequence[int], candidates: Sequence[tuple[str, str]]
+    ) -> tuple[list[np.ndarray] | None, str | None]:
+        """A bound's per-sample values along a sweep, for the exponent it predicts.
+
+        Args:
+          ks, rows: the sweep's config indices and, for each, its checkpoint row.
+          candidates: ``(theorem, notion)`` pairs, in order of preference.
+
+        Returns:
+          ``([(draws, n) per config], theorem)`` of the first candidate checked on every
+          config of the sweep and applicable at its row in some draw; ``(None, None)`` if none.
+        """
+        for key in candidates:
+            values = [self.bounds[k].get(key) for k in ks]
+            if any(v is None for v in values):
+                continue
+            # a bound with one row (a minimiser's) serves every checkpoint
+            values = [v[row if len(v) > 1 else 0] for v, row in zip(values, rows, strict=True)]
+            if all(np.isfinite(v).any() for v in values):
+                return values, key[0]
+        return None, None
 
     @property
     def violations(self) -> list[BoundCheck]:
