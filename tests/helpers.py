@@ -173,6 +173,12 @@ def np_stability(w_full, w_pert, Z, notion: str, loss: str) -> np.ndarray:
         la = np_loss(Z @ w_full, loss)
         lb = np_loss(np.sum(Z * w_pert, axis=1), loss)
         return np.abs(la - lb)
+    if notion == "clipped_loss":  # the loss capped at its value at margin 0
+        Z = np.asarray(Z, dtype=np.float64)
+        cap = np_loss(0.0, loss)
+        la = np.minimum(np_loss(Z @ w_full, loss), cap)
+        lb = np.minimum(np_loss(np.sum(Z * w_pert, axis=1), loss), cap)
+        return np.abs(la - lb)
     raise ValueError(notion)
 
 

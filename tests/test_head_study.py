@@ -269,4 +269,6 @@ def test_placebo_claims_are_judged_by_the_claims_statistics_and_never_counted(st
     lo, hi = placebo["ci"]
     assert 0.0 <= lo <= placebo["rate"] <= hi <= 1.0
     assert all(r["design"] == "placebo" and not r["counted"] for r in placebo["regimes"])
-    assert all(r["parameter_values"] == [0.0, 1.0, 2.0, 3.0] for r in placebo["regimes"])
+    # the copy number, from 1 (the elasticity takes logs)
+    assert all(r["parameter_values"] == [1.0, 2.0, 3.0, 4.0] for r in placebo["regimes"])
+    assert all(r["slope"]["draws"] == spec.replicates for r in placebo["regimes"])

@@ -237,6 +237,35 @@ def test_per_sample_stability_batched_and_multi_head(notion, loss, key):
         assert_close_scaled(got[:, c], expected, scale=scale)
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+def test_loss_split_by_held_out_misclassification_adds_up(loss, key):
+    """The head study's split of the loss notion: the changes on held-out points that
+    u_S\\i misclassifies (margin <= 0) and on the others add up to the loss notion; the
+    clipped loss's change never exceeds the loss's, nor its trivial bound l(0)."""
+    from stabtheory.simulations.head.compute import loss_parts
+
+    X, y = random_separable(12, 3, seed=5, shift=0.2)
+    y = y.copy()
+    y[:2] = -y[:2]  # two flipped labels: their held-out runs misclassify them
+    runs = linear_heads.train_head_runs(X, y, loss=loss, lr=0.5, steps=(1, 5, 50))
+    w = runs.trajectory.w
+    loss_values = np.asarray(
+        linear_heads.per_sample_stability(w[0], w[1:], runs.Z, "loss", loss=loss)
+    ).T
+    clipped = np.asarray(
+        linear_heads.per_sample_stability(w[0], w[1:], runs.Z, "clipped_loss", loss=loss)
+    ).T
+    parts = loss_parts(loss_values, runs, clipped)
+    np.testing.assert_array_equal(parts["loss.misclassified"] + parts["loss.correct"], loss_values)
+    margins = np.einsum("icd,id->ci", np.asarray(w[1:]).mean(axis=2), np.asarray(runs.Z))
+    missed = margins <= 0
+    assert missed.any() and (~missed).any()  # both parts are exercised
+    np.testing.assert_array_equal(parts["loss.misclassified"] > 0, missed & (loss_values > 0))
+    assert np.all(clipped <= loss_values + 1e-15) and np.all(clipped <= np_loss(0.0, loss))
+    trivial = linear_heads.trivial_stability(w[0], w[1:], w[0], runs.Z, "clipped_loss", loss=loss)
+    np.testing.assert_allclose(np.asarray(trivial), np_loss(0.0, loss))
+
+
 def test_per_sample_loss_notion_is_exact_at_huge_margins():
     # l = e^{-m} underflows, but the difference is formed in the log domain:
     # |e^{-1000} - e^{-1001}| = e^{-1000} (1 - e^{-1}), i.e. 0 in float64 but no NaN; at

@@ -26,6 +26,7 @@ from stabtheory.linear_heads.stability import NOTIONS as NOTIONS
 from stabtheory.linear_heads.stability import HeadRuns as HeadRuns
 from stabtheory.linear_heads.stability import SeedStability as SeedStability
 from stabtheory.linear_heads.stability import StabilityEstimate as StabilityEstimate
+from stabtheory.linear_heads.stability import held_out_margins as held_out_margins
 from stabtheory.linear_heads.stability import loo_stability as loo_stability
 from stabtheory.linear_heads.stability import per_sample_stability as per_sample_stability
 from stabtheory.linear_heads.stability import replace_one_stability as replace_one_stability
@@ -51,6 +52,7 @@ __all__ = [
     "Trajectory",
     "check_loss",
     "dloss_abs",
+    "held_out_margins",
     "init",
     "is_static",
     "jit_train_runs",

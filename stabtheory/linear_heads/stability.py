@@ -34,6 +34,7 @@ __all__ = [
     "HeadRuns",
     "SeedStability",
     "StabilityEstimate",
+    "held_out_margins",
     "loo_stability",
     "per_sample_stability",
     "replace_one_stability",
@@ -42,7 +43,7 @@ __all__ = [
     "trivial_stability",
 ]
 
-NOTIONS = ("weights", "direction", "loss")
+NOTIONS = ("weights", "direction", "loss", "clipped_loss")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +91,21 @@ def _log_losses_at(a: jax.Array, b: jax.Array, Z: jax.Array, loss: str):
     return log_loss(jnp.sum(a * Zb, axis=-1), loss), log_loss(jnp.sum(b * Zb, axis=-1), loss)
 
 
+def held_out_margins(w_perturbed: jax.Array, Z: jax.Array) -> jax.Array:
+    """The margin ``<u_i, y_i x_i>`` of each sample under the run that left it out (or
+    replaced it), ``u_i`` the mean head of ``w_perturbed[i]``: (n, ...). A margin <= 0 means
+    the held-out point is misclassified by u_S\\i.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> held_out_margins(jnp.array([[[1.0, 0.0]], [[0.0, -1.0]]]), jnp.eye(2)).tolist()
+      [1.0, -1.0]
+    """
+    b = _predictor(w_perturbed)
+    extra = b.ndim - 2
+    return jnp.sum(b * Z.reshape(Z.shape[:1] + (1,) * extra + Z.shape[1:]), axis=-1)
+
+
 def per_sample_stability(
     w_full: jax.Array,
     w_perturbed: jax.Array,
@@ -104,8 +120,10 @@ def per_sample_stability(
       w_full: weights trained on S, shape (..., K, d).
       w_perturbed: weights trained on S\\i or S^(i) for every i, shape (n, ..., K, d).
       Z: signed points ``y_i x_i`` of S, shape (n, d) (for the loss notion).
-      notion: ``"weights"``, ``"direction"`` or ``"loss"``.
-      loss: the loss of the loss notion.
+      notion: ``"weights"``, ``"direction"``, ``"loss"`` or ``"clipped_loss"`` (the loss
+        capped at its value at margin 0, ``min(l(m), l(0))``: a bounded loss, whose change
+        on a held-out point the point's misclassification cannot blow up).
+      loss: the loss of the loss notions.
 
     Returns:
       Shape (n, ...).
@@ -118,6 +136,11 @@ def per_sample_stability(
     if notion == "loss":
         la, lb = _log_losses_at(a, b, Z, loss)
         # |e^la - e^lb| = e^max (1 - e^-|la - lb|), exact in the log domain.
+        return jnp.exp(jnp.maximum(la, lb)) * -jnp.expm1(-jnp.abs(la - lb))
+    if notion == "clipped_loss":
+        la, lb = _log_losses_at(a, b, Z, loss)
+        cap = log_loss(jnp.zeros((), la.dtype), loss)
+        la, lb = jnp.minimum(la, cap), jnp.minimum(lb, cap)
         return jnp.exp(jnp.maximum(la, lb)) * -jnp.expm1(-jnp.abs(la - lb))
     raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
 
@@ -136,7 +159,8 @@ def trivial_stability(
 
     ``"direction"``: 2 (unit vectors). ``"weights"``: ``||a - a0|| + ||b - a0||``, both runs
     starting at ``w_start`` (the triangle inequality). ``"loss"``: ``l(a; z_i) + l(b; z_i)``
-    (both losses are non-negative), summed in the log domain. Same arguments and shape as
+    (both losses are non-negative), summed in the log domain. ``"clipped_loss"``: ``l(0)``,
+    the range of the capped loss. Same arguments and shape as
     :func:`per_sample_stability`; ``w_start`` (K, d) is the runs' common start.
 
     Example:
@@ -153,6 +177,9 @@ def trivial_stability(
     if notion == "loss":
         la, lb = _log_losses_at(a, b, Z, loss)
         return jnp.exp(jnp.logaddexp(la, lb))
+    if notion == "clipped_loss":
+        cap = jnp.exp(log_loss(jnp.zeros((), b.dtype), loss))
+        return jnp.full(b.shape[:-1], cap, b.dtype)
     raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
 
 

@@ -15,7 +15,9 @@ from stabtheory.simulations.head.spec import NOTIONS, HeadStudySpec
 from stabtheory.statistics import binomial_interval
 
 __all__ = [
+    "LOSS_SPLIT",
     "PLACEBO",
+    "PREDICTED_BY",
     "design",
     "judge_claims",
     "judge_placebo",
@@ -62,10 +64,73 @@ def regime_label(family: str, loss: str, claim_id: str, spec: HeadStudySpec) -> 
     return f"{FAMILIES[family].regime(claim_id, spec.margins_of(family))}, {loss}"
 
 
+#: Per notion, the theorems whose bound gives the exponent a regime's elasticity is set
+#: beside (the first one checked and applicable along the sweep).
+PREDICTED_BY = {
+    "direction": (("head.H3", "loo.direction"), ("head.H1", "loo.direction")),
+    "weights": (("head.C1", "loo.weights"),),
+    "loss": (("head.C1", "loo.loss"),),
+    # C-1 bounds each part of the split loss change, and the clipped loss's (1-Lipschitz cap)
+    "loss.misclassified": (("head.C1", "loo.loss"),),
+    "loss.correct": (("head.C1", "loo.loss"),),
+    "clipped_loss": (("head.C1", "loo.loss"),),
+}
+
+
+def _judge(study, claim, params, ks, rows, notion, **kwargs):
+    """:func:`~stabtheory.claims.verdict` of one sweep (config indices ``ks`` at checkpoint
+    ``rows``) with the elasticity its bound predicts (:data:`PREDICTED_BY`)."""
+    bounds, theorem = study.bound_sweep(ks, rows, PREDICTED_BY[notion])
+    values = [study.stability[k][notion][row] for k, row in zip(ks, rows, strict=True)]
+    return claims.verdict(claim, params, values, bounds=bounds, predicted_by=theorem, **kwargs)
+
+
 def design(family: str, claim_id: str) -> str:
     """The design of ``claim_id``'s regimes in ``family``: its ``n_design`` for ``head.n``,
     natural otherwise (docs/theory.md section 6)."""
     return FAMILIES[family].n_design if claim_id == "head.n" else "natural"
+
+
+def _iterations(study: HeadStudy, key: str, notion: str, pairs, times) -> claims.Verdict:
+    """head.iterations under one notion (``key`` its stability key): instability against t,
+    early and late ranges, per family and loss (one vote each: the same runs)."""
+    spec, steps = study.spec, study.steps
+    claim = claims.HEAD_CLAIMS["head.iterations"]
+    regimes = []
+    for family, loss in pairs:
+        k = study.plan.index(spec.base(loss, family))
+        cut = times["early"]
+        for name, sl in (("early", slice(0, cut + 1)), ("late", slice(cut, None))):
+            t_range = f"t in [{steps[sl][0]}, {steps[sl][-1]}]"
+            regime = f"{family}, {loss}, {name} ({t_range})"
+            if key == "weights":  # ||w(t)|| grows like log t / gamma on separable data
+                regime += ", grows by construction"
+            rows = list(range(len(steps)))[sl]
+            regimes.append(
+                _judge(
+                    study,
+                    claim,
+                    steps[sl].astype(float),
+                    [k] * len(rows),
+                    rows,
+                    key,
+                    regime=regime,
+                    runs=f"{family}, {loss}",
+                    design="positive-control" if key == "weights" else "natural",
+                )
+            )
+    figure = f"claims_{key.split('.')[0].replace('clipped_', '')}.png"
+    return claims.combine(claim, notion, regimes, figure=figure)
+
+
+#: The loss notion of head.iterations split by whether the held-out point is misclassified
+#: by u_S\\i, and the clipped loss (:func:`~stabtheory.simulations.head.compute.loss_parts`):
+#: (stability key, notion).
+LOSS_SPLIT = (
+    ("loss.misclassified", "loo.loss (held-out point misclassified by u_S\\i)"),
+    ("loss.correct", "loo.loss (held-out point classified correctly by u_S\\i)"),
+    ("clipped_loss", "loo.clipped_loss (loss capped at l(0))"),
+)
 
 
 def judge_claims(study: HeadStudy) -> list:
@@ -76,30 +141,7 @@ def judge_claims(study: HeadStudy) -> list:
     verdicts = []
     pairs = [(f, loss) for f in spec.families for loss in spec.losses_of(f)]
     for notion in NOTIONS:
-        # head.iterations: instability against t, early and late ranges, per family and loss.
-        claim = claims.HEAD_CLAIMS["head.iterations"]
-        regimes = []
-        for family, loss in pairs:
-            k = study.plan.index(spec.base(loss, family))
-            values = study.stability[k][notion]
-            cut = times["early"]
-            for name, sl in (("early", slice(0, cut + 1)), ("late", slice(cut, None))):
-                t_range = f"t in [{steps[sl][0]}, {steps[sl][-1]}]"
-                regime = f"{family}, {loss}, {name} ({t_range})"
-                if notion == "weights":  # ||w(t)|| grows like log t / gamma on separable data
-                    regime += ", grows by construction"
-                regimes.append(
-                    claims.verdict(
-                        claim,
-                        steps[sl].astype(float),
-                        list(values[sl]),
-                        regime=regime,
-                        design="positive-control" if notion == "weights" else "natural",
-                    )
-                )
-        verdicts.append(
-            claims.combine(claim, f"loo.{notion}", regimes, figure=f"claims_{notion}.png")
-        )
+        verdicts.append(_iterations(study, notion, f"loo.{notion}", pairs, times))
         # head.lr: fixed t and matched eta * t.
         claim = claims.HEAD_CLAIMS["head.lr"]
         regimes = []
@@ -109,27 +151,32 @@ def judge_claims(study: HeadStudy) -> list:
             ks = sweep(study, family, loss, "head.lr")
             lrs = [study.configs[j]["lr"] for j in ks]
             label = regime_label(family, loss, "head.lr", spec)
-            fixed = [study.stability[j][notion][ti_ref] for j in ks]
+            runs = f"{family}, {loss}"
             regimes.append(  # eta at fixed t also moves eta * t: confounded
-                claims.verdict(
+                _judge(
+                    study,
                     claim,
                     lrs,
-                    fixed,
+                    ks,
+                    [ti_ref] * len(ks),
+                    notion,
                     regime=f"{label}, fixed t={steps[ti_ref]} (moves eta*t)",
+                    runs=runs,
                     design="confounded",
                 )
             )
             ts = [matched[study.plan[j].lr] for j in ks]
-            at = [
-                study.stability[j][notion][t_index(steps, t)] for j, t in zip(ks, ts, strict=True)
-            ]
             shown = ", ".join(str(t) for t in ts)
             regimes.append(
-                claims.verdict(
+                _judge(
+                    study,
                     claim,
                     lrs,
-                    at,
+                    ks,
+                    [t_index(steps, t) for t in ts],
+                    notion,
                     regime=f"{label}, matched eta*t={spec.lr * spec.t_ref:g} (t={shown})",
+                    runs=runs,
                 )
             )
         verdicts.append(
@@ -147,17 +194,22 @@ def judge_claims(study: HeadStudy) -> list:
                 label = regime_label(family, loss, claim_id, spec)
                 for name, ti in times.items():
                     regimes.append(
-                        claims.verdict(
+                        _judge(
+                            study,
                             claim,
                             params,
-                            [study.stability[j][notion][ti] for j in ks],
+                            ks,
+                            [ti] * len(ks),
+                            notion,
                             regime=f"{label}, {name} (t={steps[ti]})",
+                            runs=f"{family}, {loss}",
                             design=design(family, claim_id),
                         )
                     )
             verdicts.append(
                 claims.combine(claim, f"loo.{notion}", regimes, figure=f"claims_{notion}.png")
             )
+    verdicts += [_iterations(study, key, notion, pairs, times) for key, notion in LOSS_SPLIT]
     return verdicts
 
 
@@ -180,7 +232,7 @@ def judge_placebo(study: HeadStudy) -> dict:
             ]
             if len(ks) < 2:
                 continue
-            index = [float(c) for c in range(len(ks))]
+            index = [float(c + 1) for c in range(len(ks))]  # > 0: the elasticity takes logs
             for notion in NOTIONS:
                 for name, ti in times.items():
                     regimes.append(

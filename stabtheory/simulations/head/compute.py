@@ -26,7 +26,7 @@ from stabtheory.simulations.head.spec import NOTIONS, HeadConfig, HeadStudySpec
 from stabtheory.simulations.protocol import DrawResult, Study, draws_by_config
 from stabtheory.svm import LooMaxMargin, loo_max_margin, max_margin
 
-__all__ = ["HeadStudy", "assemble", "bucket", "chunks", "compute", "train_items"]
+__all__ = ["HeadStudy", "assemble", "bucket", "chunks", "compute", "loss_parts", "train_items"]
 
 
 @dataclasses.dataclass
@@ -144,8 +144,24 @@ def compute(spec: HeadStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
             ]
         measured = {"gamma": ev.config["gamma"], "R": ev.config["R"], "data": ds.name, "d": ds.d}
         stability = {notion: ev.empirical(notion) for notion in NOTIONS}
+        stability |= loss_parts(stability["loss"], sim, ev.empirical("clipped_loss"))
         results.append(DrawResult(cfg, draw, measured, tuple(checks), stability))
     return results
+
+
+def loss_parts(loss: np.ndarray, sim: linear_heads.HeadRuns, clipped: np.ndarray) -> dict:
+    """The loss notion's per-sample changes (C, n) split by whether the held-out point is
+    misclassified by u_S\\i (its margin <= 0): ``loss.misclassified`` and ``loss.correct``
+    (each the change on its points, 0 on the others, so the two add up to ``loss``), and the
+    clipped loss's changes ``clipped_loss``
+    (:func:`~stabtheory.linear_heads.per_sample_stability`)."""
+    w = sim.trajectory.w
+    missed = np.asarray(linear_heads.held_out_margins(w[1:], sim.Z)).T <= 0  # (C, n)
+    return {
+        "loss.misclassified": np.where(missed, loss, 0.0),
+        "loss.correct": np.where(missed, 0.0, loss),
+        "clipped_loss": clipped,
+    }
 
 
 def chunks(spec: HeadStudySpec) -> list[engine.Chunk]:
