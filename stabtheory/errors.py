@@ -6,6 +6,7 @@ Every exception says what was wrong with the input and what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "InvalidArgumentError",
     "InvalidDataError",
     "MaxMarginConvergenceError",
     "NotSeparableError",
@@ -20,6 +21,10 @@ class StabtheoryError(Exception):
 
 class InvalidDataError(StabtheoryError, ValueError):
     """Features or labels that stabtheory cannot use (shape, NaN/inf, label values)."""
+
+
+class InvalidArgumentError(StabtheoryError, ValueError):
+    """A parameter outside its accepted range; the message names the argument and the range."""
 
 
 class NotSeparableError(StabtheoryError, ValueError):

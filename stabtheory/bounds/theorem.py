@@ -115,6 +115,10 @@ class Theorem:
       optimizers: the training algorithms it is stated for (``None``: any); the first is the
         one :func:`~stabtheory.bounds.check_bound` trains by default.
       converged: a statement about converged or exact solutions (one point, no checkpoints).
+      needs_separable: ``True`` when it is stated for data separable through the origin; it
+        does not apply to evidence whose ``separable`` attribute is false (e.g. a
+        :class:`~stabtheory.bounds.head.HeadEvidence` built with
+        ``require_separable=False`` on non-separable data).
       depends_on_training: ``False`` when the check does not use the runs (only the data), so a
         study checks it once per data set.
       facts: ``facts() -> dict``, symbolic facts the report prints (e.g. derivative signs).
@@ -134,6 +138,7 @@ class Theorem:
     optimizers: tuple[str, ...] | None = None
     converged: bool = False
     depends_on_training: bool = True
+    needs_separable: bool = False
     facts: Callable[[], dict] = dict
     rigorous: bool = True
     definitions: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
@@ -190,9 +195,12 @@ class Theorem:
         return tuple(n for n in self.notions if evidence.measures(n))
 
     def applies_to(self, evidence) -> bool:
-        """Whether ``evidence`` is of the theorem's kind and from an optimizer it is stated for
-        (the evidence's ``optimizer`` attribute)."""
+        """Whether ``evidence`` is of the theorem's kind, from an optimizer it is stated for
+        (the evidence's ``optimizer`` attribute) and, for a theorem that
+        :attr:`needs_separable`, on separable data (the evidence's ``separable``)."""
         if not isinstance(evidence, self.evidence):
+            return False
+        if self.needs_separable and not getattr(evidence, "separable", True):
             return False
         return self.optimizers is None or evidence.optimizer in self.optimizers
 

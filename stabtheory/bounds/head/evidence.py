@@ -23,6 +23,7 @@ from stabtheory.bounds.head.lemmas import (
 )
 from stabtheory.bounds.theorem import Assumption, BoundCheck, all_hold, tolerance
 from stabtheory.data import validate
+from stabtheory.errors import NotSeparableError
 from stabtheory.linear_heads import (
     HeadRuns,
     per_sample_stability,
@@ -61,7 +62,8 @@ class HeadEvidence:
     Attributes:
       X, y, Z: data of S (float64), ``Z = y x``.
       sim: the leave-one-out :class:`~stabtheory.linear_heads.HeadRuns`.
-      loo: :class:`~stabtheory.svm.LooMaxMargin` (max margins of S and every S\\i).
+      loo: :class:`~stabtheory.svm.LooMaxMargin` (max margins of S and every S\\i), or
+        ``None`` for non-separable data (``require_separable=False``).
       radius, radius_loo: R of S and of every S\\i, (n,).
       w: predictor weights, (runs, C, d); ``directions`` their unit vectors.
       delta_S: (C,) gamma(S) - normalised margin of the S run on S.
@@ -79,7 +81,7 @@ class HeadEvidence:
     y: np.ndarray
     Z: np.ndarray
     sim: HeadRuns
-    loo: LooMaxMargin
+    loo: LooMaxMargin | None
     radius: float
     radius_loo: np.ndarray
     w: np.ndarray
@@ -95,6 +97,11 @@ class HeadEvidence:
     @property
     def n(self) -> int:
         return self.X.shape[0]
+
+    @property
+    def separable(self) -> bool:
+        """Whether S is certified separable through the origin (its max margins solved)."""
+        return self.loo is not None
 
     @property
     def steps(self) -> np.ndarray:
@@ -123,6 +130,7 @@ class HeadEvidence:
         init,
         heads_per_run: int,
         dtype,
+        require_separable: bool = True,
         **_,
     ) -> HeadEvidence:
         """:func:`head_evidence` with :func:`~stabtheory.bounds.check_bound`'s arguments (a
@@ -137,6 +145,7 @@ class HeadEvidence:
             optimizer="gd" if optimizer is None else optimizer,
             heads_per_run=heads_per_run,
             dtype=dtype,
+            require_separable=require_separable,
         )
 
     @property
@@ -221,19 +230,27 @@ def head_evidence(
     dtype=jnp.float64,
     loo: LooMaxMargin | None = None,
     sim: HeadRuns | None = None,
+    require_separable: bool = True,
 ) -> HeadEvidence:
     """Train S and every S\\i, solve every max margin, and measure the shared quantities.
 
     ``loo`` (the leave-one-out max margins) and ``sim`` (the leave-one-out runs, e.g. from a
     batched sweep) are used as given when passed; they must belong to ``X, y`` and to the
-    other arguments.
+    other arguments. With ``require_separable=False``, data that are not separable through
+    the origin give evidence without max margins (``loo`` None, ``separable`` False, the
+    margin gaps NaN): the theorems that need separability do not apply to it, the others
+    (C-1) do.
 
     Raises:
-      NotSeparableError: S is not separable through the origin.
+      NotSeparableError: S is not separable through the origin (and ``require_separable``).
     """
     X, y = validate(X, y)
     if loo is None:
-        loo = loo_max_margin(X, y, result=max_margin(X, y))
+        try:
+            loo = loo_max_margin(X, y, result=max_margin(X, y))
+        except NotSeparableError:
+            if require_separable:
+                raise
     if sim is None:
         sim = train_head_runs(
             X,
@@ -258,12 +275,16 @@ def head_evidence(
         directions = w / np.linalg.norm(w, axis=-1, keepdims=True)
     margins = directions @ Z.T  # (runs, C, n)
     allowance = X.shape[1] * np.finfo(np.float64).eps * float(norms.max())
-    delta_S = loo.full.margin_upper - (margins[0].min(axis=-1) - allowance)
     own = margins[1:].copy()  # (n, C, n): run i's margins on every sample
     idx = np.arange(nn)
     own[idx, :, idx] = np.inf  # S\i excludes z_i
-    gamma_loo_upper = loo.margins + loo.duality_gaps
-    delta_loo = (gamma_loo_upper[:, None] - (own.min(axis=-1) - allowance)).T  # (C, n)
+    if loo is None:  # not separable: no max margin to measure a gap against
+        delta_S = np.full(margins.shape[1], np.nan)
+        delta_loo = np.full(margins.shape[1:], np.nan)
+    else:
+        delta_S = loo.full.margin_upper - (margins[0].min(axis=-1) - allowance)
+        gamma_loo_upper = loo.margins + loo.duality_gaps
+        delta_loo = (gamma_loo_upper[:, None] - (own.min(axis=-1) - allowance)).T  # (C, n)
     config = {
         "loss": loss,
         "lr": float(lr),
@@ -272,7 +293,7 @@ def head_evidence(
         "n": nn,
         "d": X.shape[1],
         "R": float(norms.max()),
-        "gamma": float(loo.full.margin),
+        "gamma": float(loo.full.margin) if loo is not None else float("nan"),
         "init": "zero" if init is None else "given",
         "dtype": np.dtype(dtype).name,
     }
@@ -304,11 +325,12 @@ def _start(init, d: int, sim: HeadRuns) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- shared checks
 def separable(ev: HeadEvidence) -> Assumption:
-    """``gamma(S) > 0``, certified by the max-margin solver."""
+    """``gamma(S) > 0``, certified by the max-margin solver (0 when the solver found the
+    origin in the convex hull of the ``y_i x_i``: no positive margin exists)."""
     return Assumption.measure(
         "gamma(S) > 0",
         "S is separable through the origin (certified by the max-margin solver)",
-        ev.loo.full.margin,
+        ev.loo.full.margin if ev.loo is not None else 0.0,
         ">",
         0.0,
     )

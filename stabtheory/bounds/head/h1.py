@@ -50,5 +50,6 @@ H1 = Theorem(
     ),
     reference="docs/theory.md section 3, Theorem H-1 (after Soudry et al. 2018, JMLR 19:70)",
     evidence=HeadEvidence,
+    needs_separable=True,
     checker=check_h1,
 )

@@ -155,6 +155,7 @@ H2 = Theorem(
     ),
     reference="docs/theory.md section 3, Theorem H-2, composed with Lemma H-2 as in Theorem H-1",
     evidence=HeadEvidence,
+    needs_separable=True,
     checker=check_h2,
     optimizers=("gd",),
     facts=_h2_facts,
@@ -171,6 +172,7 @@ H2M = Theorem(
     reference="docs/theory.md section 3, Theorem H-2 (delta(t) / R <= C / Psi(t)), for S "
     "and every S\\i run",
     evidence=HeadEvidence,
+    needs_separable=True,
     checker=check_h2_margin,
     optimizers=("gd",),
     definitions=((C, _C_S), (Psi, _Psi_S)),

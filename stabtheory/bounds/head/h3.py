@@ -113,6 +113,7 @@ H3 = Theorem(
     "'Characterizing the implicit bias via a primal-dual analysis'; the constant is derived "
     "in docs/theory.md section 3), composed with Lemma H-2 as in Theorem H-1",
     evidence=HeadEvidence,
+    needs_separable=True,
     checker=check_h3,
     optimizers=("ngd",),
 )
@@ -127,6 +128,7 @@ H3M = Theorem(
     reference="docs/theory.md section 3, Theorem H-3 (delta(t) <= (log n + eta R^2 / 2) / "
     "(eta gamma t); after Ji & Telgarsky 2021, ALT), for S and every S\\i run",
     evidence=HeadEvidence,
+    needs_separable=True,
     checker=check_h3_margin,
     optimizers=("ngd",),
 )

@@ -49,6 +49,7 @@ SVM_LOO = Theorem(
     reference="docs/theory.md section 3, Lemma H-2 (Lemma H-1 applied on S\\i to v = u_S), "
     "with Lemma H-1's bound on the solver's distance to the exact directions",
     evidence=HeadEvidence,
+    needs_separable=True,
     checker=check_svm_loo,
     # checked on the default (GD) runs of check_bound and the studies, which it does not use
     optimizers=("gd",),
