@@ -374,6 +374,8 @@ def audit(
       InvalidDataError: features or labels that cannot be used (said in one line).
       InvalidArgumentError: a bad ``loss``, ``lr`` or ``steps`` (named, with its range).
     """
+    if not isinstance(bias, bool):
+        raise InvalidArgumentError(f"bias must be True or False, got {bias!r}.")
     y, mapping = _binary_labels(y)
     X, y = validate(X, y)
     if bias:

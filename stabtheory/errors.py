@@ -6,6 +6,7 @@ Every exception says what was wrong with the input and what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "DivergenceError",
     "InvalidArgumentError",
     "InvalidDataError",
     "MaxMarginConvergenceError",
@@ -23,8 +24,13 @@ class InvalidDataError(StabtheoryError, ValueError):
     """Features or labels that stabtheory cannot use (shape, NaN/inf, label values)."""
 
 
-class InvalidArgumentError(StabtheoryError, ValueError):
-    """A parameter outside its accepted range; the message names the argument and the range."""
+class InvalidArgumentError(InvalidDataError):
+    """A parameter outside its accepted range; the message names the argument and the range
+    (an :class:`InvalidDataError`, so code that catches bad input catches it too)."""
+
+
+class DivergenceError(StabtheoryError, FloatingPointError):
+    """A training run produced non-finite values; the message names the step to try."""
 
 
 class NotSeparableError(StabtheoryError, ValueError):

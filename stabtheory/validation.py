@@ -10,9 +10,134 @@ from __future__ import annotations
 
 import numpy as np
 
-from stabtheory.errors import InvalidDataError
+from stabtheory.errors import InvalidArgumentError, InvalidDataError
 
-__all__ = ["validate"]
+__all__ = [
+    "check_choice",
+    "check_finite_array",
+    "check_float_dtype",
+    "check_integer",
+    "check_real",
+    "check_seed",
+    "validate",
+]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+def check_real(
+    name: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = True,
+    high_open: bool = True,
+    allow_none: bool = False,
+) -> float | None:
+    """A finite real number within ``(low, high)`` (or ``[low, high]`` where not open), or
+    :class:`~stabtheory.errors.InvalidArgumentError` naming ``name`` and the accepted range.
+    Booleans, strings, sequences, NaN and infinities are refused.
+
+    Example:
+      >>> check_real("lr", 0.5, low=0.0)
+      0.5
+      >>> check_real("lr", float("nan"), low=0.0)
+      Traceback (most recent call last):
+      ...
+      stabtheory.errors.InvalidArgumentError: lr must be a finite number > 0, got nan.
+    """
+    if value is None and allow_none:
+        return None
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    wanted = "a finite number" + (" " + " and ".join(parts) if parts else "")
+    wanted += " (or None)" if allow_none else ""
+    if not _is_number(value) or not np.isfinite(value):
+        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r}.")
+    v = float(value)
+    if low is not None and (v <= low if low_open else v < low):
+        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r}.")
+    if high is not None and (v >= high if high_open else v > high):
+        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r}.")
+    return v
+
+
+def check_integer(
+    name: str, value, *, low: int | None = None, high: int | None = None, allow_none=False
+) -> int | None:
+    """An integer (not a bool, not a float) in ``[low, high]``, or
+    :class:`~stabtheory.errors.InvalidArgumentError` naming ``name`` and the range.
+
+    Example:
+      >>> check_integer("seeds", 3, low=1)
+      3
+    """
+    if value is None and allow_none:
+        return None
+    parts = [f">= {low}"] if low is not None else []
+    parts += [f"<= {high}"] if high is not None else []
+    wanted = "an integer" + (" " + " and ".join(parts) if parts else "")
+    wanted += " (or None)" if allow_none else ""
+    if not isinstance(value, int | np.integer) or isinstance(value, bool | np.bool_):
+        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r}.")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r}.")
+    return int(value)
+
+
+def check_seed(name: str, value) -> int | None:
+    """A numpy seed: a non-negative integer, or ``None`` (fresh entropy)."""
+    return check_integer(name, value, low=0, allow_none=True)
+
+
+def check_choice(name: str, value, options) -> str:
+    """One of ``options`` (strings), or :class:`~stabtheory.errors.InvalidArgumentError`.
+
+    Example:
+      >>> check_choice("loss", "logistic", ("exponential", "logistic"))
+      'logistic'
+    """
+    if not isinstance(value, str) or value not in options:
+        raise InvalidArgumentError(f"{name} must be one of {tuple(options)}, got {value!r}.")
+    return value
+
+
+def check_float_dtype(name: str, dtype) -> np.dtype:
+    """float64 (theory checks) or float32; anything else (float16, integers, unknown names)
+    is refused with :class:`~stabtheory.errors.InvalidArgumentError`."""
+    try:
+        dt = np.dtype(dtype) if dtype is not None else None
+    except (TypeError, ValueError):
+        dt = None
+    if dt is None or dt not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise InvalidArgumentError(
+            f"{name} must be float64 (the theory checks) or float32, got {dtype!r}."
+        )
+    return dt
+
+
+def check_finite_array(name: str, value, shapes=None) -> np.ndarray:
+    """A finite float array (of one of ``shapes`` when given), or
+    :class:`~stabtheory.errors.InvalidArgumentError` naming ``name``."""
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InvalidArgumentError(f"{name} must be a numeric array, got {value!r}.") from err
+    if shapes is not None and a.shape not in shapes:
+        raise InvalidArgumentError(
+            f"{name} must have shape {' or '.join(map(str, shapes))}, got {a.shape}."
+        )
+    if not np.all(np.isfinite(a)):
+        raise InvalidArgumentError(f"{name} has NaN or infinite entries.")
+    return a
 
 
 def validate(X, y) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +192,9 @@ def validate(X, y) -> tuple[np.ndarray, np.ndarray]:
     try:
         y_num = np.array(y_raw, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise InvalidDataError(f"labels must be numbers in {{-1, +1}} or {{0, 1}}: {err}") from err
+        raise InvalidDataError(
+            f"y: labels must be numbers in {{-1, +1}} or {{0, 1}}: {err}"
+        ) from err
     labels = set(np.unique(y_num).tolist())
     if labels <= {-1.0, 1.0}:
         y_pm = y_num
@@ -76,7 +203,7 @@ def validate(X, y) -> tuple[np.ndarray, np.ndarray]:
     else:
         shown = sorted(labels)[:6]
         raise InvalidDataError(
-            f"labels must be in {{-1, +1}} or {{0, 1}}; found {shown}"
+            f"y: labels must be in {{-1, +1}} or {{0, 1}}; found {shown}"
             f"{'...' if len(labels) > 6 else ''}. Map a multi-class problem to one-vs-rest first."
         )
     return X, y_pm

@@ -9,7 +9,6 @@ import numpy as np
 
 from stabtheory.bounds.registry import get
 from stabtheory.bounds.theorem import BoundCheck
-from stabtheory.errors import NotSeparableError
 
 __all__ = ["check_bound"]
 
@@ -89,8 +88,6 @@ def check_bound(
         lam=lam,
         require_separable=theorem.needs_separable,
     )
-    if not theorem.applies_to(evidence):  # e.g. a separable-data theorem on other data
-        raise NotSeparableError(f"{theorem_id} needs data separable through the origin.")
     result = theorem.check(evidence, notion)
     if np.ndim(steps) == 0 or (result.bound.shape[0] == 1 and theorem.converged):
         # one step count, or a theorem about converged/exact solutions: per-sample (n,)

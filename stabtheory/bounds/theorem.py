@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
+from stabtheory.errors import InvalidArgumentError
+
 __all__ = [
     "Assumption",
     "BoundCheck",
@@ -176,12 +178,13 @@ class Theorem:
 
     def notion(self, notion: str | None = None) -> str:
         """``notion`` if the theorem bounds it, the default notion for ``None``; raises
-        ``ValueError`` naming the notions it bounds otherwise."""
+        :class:`~stabtheory.errors.InvalidArgumentError` (a ``ValueError``) naming the notions
+        it bounds otherwise."""
         if notion is None:
             return self.notions[0]
         if notion not in self.notions:
-            raise ValueError(
-                f"{self.id} bounds the {' and '.join(self.notions)} notion"
+            raise InvalidArgumentError(
+                f"notion: {self.id} bounds the {' and '.join(self.notions)} notion"
                 f"{'s' if len(self.notions) > 1 else ''}, not {notion!r}."
             )
         return notion

@@ -12,7 +12,8 @@ import dataclasses
 
 import numpy as np
 
-from stabtheory.errors import InvalidDataError
+from stabtheory.errors import InvalidArgumentError, InvalidDataError
+from stabtheory.validation import check_real
 
 __all__ = ["Dataset", "add_bias"]
 
@@ -77,5 +78,11 @@ def add_bias(X, value: float = 1.0) -> np.ndarray:
       >>> add_bias(np.zeros((2, 1))).tolist()
       [[0.0, 1.0], [0.0, 1.0]]
     """
-    X = np.asarray(X, dtype=np.float64)
+    check_real("value", value)
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InvalidArgumentError(f"X must be a numeric 2-D array, got {X!r}.") from err
+    if X.ndim != 2:
+        raise InvalidArgumentError(f"X must be a 2-D array (n, d), got shape {X.shape}.")
     return np.concatenate([X, np.full((X.shape[0], 1), float(value))], axis=1)

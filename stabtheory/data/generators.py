@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from stabtheory.data.dataset import Dataset
-from stabtheory.errors import InvalidDataError
+from stabtheory.errors import InvalidArgumentError, InvalidDataError
 from stabtheory.svm import max_margin
+from stabtheory.validation import check_integer, check_real, check_seed
 
 __all__ = [
     "planted_margin",
@@ -87,8 +88,15 @@ def planted_margin(
       >>> round(ds.margin, 12), ds.X.shape, int(ds.support.sum())
       (0.2, (20, 3), 3)
     """
+    check_integer("n", n, low=2)
+    check_integer("d", d)
+    check_real("radius", radius)
+    check_real("margin", margin)
+    check_real("gap", gap)
+    check_integer("n_support", n_support, allow_none=True)
+    check_seed("seed", seed)
     if d < 2:
-        raise InvalidDataError(f"planted_margin needs d >= 2, got d={d}.")
+        raise InvalidArgumentError(f"planted_margin needs d >= 2, got d={d}.")
     if not 0.0 < margin < radius:
         raise InvalidDataError(f"need 0 < margin < radius; got margin={margin}, radius={radius}.")
     if not 0.0 < gap <= 1.0:
@@ -134,6 +142,11 @@ def separable_gaussian(
       >>> ds.margin > 0
       True
     """
+    check_integer("n", n, low=2)
+    check_integer("d", d, low=1)
+    check_real("separation", separation, low=0.0)
+    check_real("radius", radius, low=0.0, allow_none=True)
+    check_seed("seed", seed)
     rng = np.random.default_rng(seed)
     e = _unit(rng.standard_normal(d))
     y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
@@ -183,11 +196,15 @@ def separable_band(n: int, d: int, margin: float, *, radius: float = 1.0, seed: 
       >>> max_margin(ds.X, ds.y).margin >= 0.2
       True
     """
-    n, d = int(n), int(d)
+    check_integer("n", n)
+    check_integer("d", d)
+    check_real("radius", radius)
+    check_real("margin", margin)
+    check_seed("seed", seed)
     if n < 2:
-        raise InvalidDataError(f"separable_band needs n >= 2 samples, got n={n}.")
+        raise InvalidArgumentError(f"separable_band needs n >= 2 samples, got n={n}.")
     if d < 2:
-        raise InvalidDataError(f"separable_band needs d >= 2, got d={d}.")
+        raise InvalidArgumentError(f"separable_band needs d >= 2, got d={d}.")
     if not 0.0 < radius or not 0.0 < margin < radius:
         raise InvalidDataError(
             f"need 0 < margin < radius; got margin={margin}, radius={radius}. The band "
@@ -196,8 +213,15 @@ def separable_band(n: int, d: int, margin: float, *, radius: float = 1.0, seed: 
     rng = np.random.default_rng(seed)
     u = _unit(rng.standard_normal(d))
     kept: list[np.ndarray] = []
-    count = 0
+    count, batches = 0, 0
     while count < n:  # vectorised rejection sampling, batch by batch
+        batches += 1
+        if batches > 1000:
+            raise InvalidArgumentError(
+                f"margin={margin} leaves too little of the ball of radius {radius} in d={d} "
+                f"(fewer than {n} of {2000 * n} uniform points fall outside the band): "
+                "use a smaller margin."
+            )
         g = rng.standard_normal((2 * n, d))
         r = radius * rng.random(2 * n) ** (1.0 / d)
         x = g / np.linalg.norm(g, axis=1, keepdims=True) * r[:, None]

@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stabtheory.errors import InvalidDataError
-from stabtheory.linear_heads.losses import log_loss
-from stabtheory.linear_heads.optimizers import optimizer_transform
+from stabtheory.errors import DivergenceError, InvalidArgumentError, InvalidDataError
+from stabtheory.linear_heads.losses import LOSSES, log_loss
+from stabtheory.linear_heads.optimizers import OPTIMIZERS
 from stabtheory.linear_heads.trainer import (
     Trajectory,
     jit_train_runs,
@@ -27,7 +27,14 @@ from stabtheory.linear_heads.trainer import (
     train_runs,
 )
 from stabtheory.statistics import bootstrap_mean_ci, bootstrap_std_ci
-from stabtheory.validation import validate
+from stabtheory.validation import (
+    check_choice,
+    check_finite_array,
+    check_float_dtype,
+    check_integer,
+    check_real,
+    validate,
+)
 
 __all__ = [
     "NOTIONS",
@@ -233,8 +240,16 @@ class HeadRuns:
 
 
 def _check_lr(lr) -> None:
-    if not (np.isfinite(lr) and lr > 0):
-        raise InvalidDataError(f"lr must be a positive finite step size, got {lr!r}.")
+    check_real("lr", lr, low=0.0)
+
+
+def _check_training(loss, optimizer, heads_per_run, dtype, batch_size=None) -> None:
+    """The training arguments every estimator shares, checked before any work."""
+    check_choice("loss", loss, LOSSES)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_integer("heads_per_run", heads_per_run, low=1)
+    check_integer("batch_size", batch_size, low=1, allow_none=True)
+    check_float_dtype("dtype", dtype)
 
 
 def _checkpoints(steps) -> jax.Array:
@@ -249,12 +264,8 @@ def _checkpoints(steps) -> jax.Array:
 def _start(init, runs: int, K: int, d: int, dtype) -> jax.Array:
     if init is None:
         return jnp.zeros((runs, K, d), dtype)
-    w0 = jnp.asarray(init, dtype)
-    if w0.shape == (d,):
-        w0 = jnp.broadcast_to(w0, (K, d))
-    if w0.shape != (K, d):
-        raise InvalidDataError(f"init must have shape ({d},) or ({K}, {d}), got {w0.shape}.")
-    return jnp.broadcast_to(w0, (runs, K, d))
+    w0 = jnp.asarray(check_finite_array("init", init, ((d,), (K, d))), dtype)
+    return jnp.broadcast_to(jnp.broadcast_to(w0, (K, d)), (runs, K, d))
 
 
 def train_head_runs(
@@ -291,21 +302,22 @@ def train_head_runs(
     """
     X, y = validate(X, y)
     _check_lr(lr)
-    optimizer_transform(optimizer)  # an unknown optimizer fails here, before tracing
+    _check_training(loss, optimizer, heads_per_run, dtype, batch_size)
+    check_choice("kind", kind, ("loo", "replace"))
     n, d = X.shape
     Z = jnp.asarray(y[:, None] * X, dtype)
     if kind == "loo":
         Z_all, weights = Z, loo_weights(n, dtype)
     elif kind == "replace":
-        if replacements is None:
-            raise InvalidDataError("kind='replace' needs replacements=(X_new, y_new) with n rows.")
+        if not isinstance(replacements, tuple | list) or len(replacements) != 2:
+            raise InvalidArgumentError(
+                f"replacements must be a pair (X_new, y_new) with n rows, got {replacements!r}."
+            )
         Xr, yr = validate(*replacements)
         if Xr.shape != X.shape:
-            raise InvalidDataError(f"replacements must have shape {X.shape}, got {Xr.shape}.")
+            raise InvalidArgumentError(f"replacements must have shape {X.shape}, got {Xr.shape}.")
         Z_all = jnp.concatenate([Z, jnp.asarray(yr[:, None] * Xr, dtype)])
         weights = replace_one_weights(n, dtype)
-    else:
-        raise ValueError(f"kind must be 'loo' or 'replace', got {kind!r}.")
     runs = n + 1
     lr_runs = jnp.full((runs,), lr, dtype)
     w0 = _start(init, runs, heads_per_run, d, dtype)
@@ -324,8 +336,14 @@ def train_head_runs(
 
 def _estimate(runs: HeadRuns, notion: str, steps, init) -> StabilityEstimate:
     """The estimate at the checkpoints; without a checkpoint axis when ``steps`` is an int."""
-    if notion not in NOTIONS:
-        raise ValueError(f"notion must be one of {NOTIONS}, got {notion!r}.")
+    check_choice("notion", notion, NOTIONS)
+    if not np.all(np.isfinite(np.asarray(runs.trajectory.w))):
+        radius = float(jnp.linalg.norm(runs.Z, axis=1).max())
+        lr = float(runs.lr[0])
+        raise DivergenceError(
+            f"training diverged (non-finite weights) with lr={lr:g}: try a smaller step, "
+            f"e.g. lr <= 1/R^2 = {1 / radius**2:.4g} (R = max ||x_i|| = {radius:.4g})."
+        )
     if notion == "direction" and init is None and 0 in np.atleast_1d(steps):
         raise InvalidDataError(
             "the direction notion is undefined at step 0 from the zero start (w = 0); "
@@ -471,8 +489,10 @@ def seed_stability(
     X, y = validate(X, y)
     X_test, y_test = validate(X_test, y_test)
     _check_lr(lr)
-    if seeds < 2:
-        raise InvalidDataError(f"seed_stability needs at least 2 seeds, got {seeds}.")
+    _check_training(loss, optimizer, heads_per_run, dtype)
+    check_integer("seeds", seeds, low=2)
+    check_real("init_scale", init_scale, low=0.0, low_open=False)
+    check_integer("steps", steps, low=0)
     n, d = X.shape
     if X_test.shape[1] != d:
         raise InvalidDataError(f"X_test has {X_test.shape[1]} features, X has {d}.")
@@ -489,6 +509,11 @@ def seed_stability(
         optimizer=optimizer,
     )
     w = np.asarray(_predictor(traj.w[:, -1]))  # (seeds, d)
+    if not np.all(np.isfinite(w)):
+        raise DivergenceError(
+            f"training diverged (non-finite weights) with lr={lr:g}: try a smaller step, "
+            f"e.g. lr <= 1/R^2 = {1 / float(np.linalg.norm(X, axis=1).max()) ** 2:.4g}."
+        )
     logits = np.asarray(X_test) @ w.T  # (m, seeds)
     acc = np.mean(np.sign(logits) == y_test[:, None], axis=0)
     prob = 0.5 * (1.0 + np.tanh(0.5 * logits))  # sigmoid without overflow

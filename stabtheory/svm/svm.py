@@ -14,9 +14,9 @@ import dataclasses
 
 import numpy as np
 
-from stabtheory.errors import InvalidDataError, NotSeparableError
+from stabtheory.errors import InvalidArgumentError, InvalidDataError, NotSeparableError
 from stabtheory.svm.wolfe import ZERO_NORM, Corral, min_norm_point
-from stabtheory.validation import validate
+from stabtheory.validation import check_integer, check_real, validate
 
 __all__ = [
     "ACTIVE_TOL",
@@ -162,6 +162,9 @@ def max_margin(
       P. Wolfe (1976), "Finding the nearest point in a polytope", Math. Programming 11.
     """
     X, y = validate(X, y)
+    check_real("tol", tol, low=0.0, low_open=False)
+    check_integer("max_iter", max_iter, low=1, allow_none=True)
+    check_real("active_tol", active_tol, low=0.0, low_open=False, allow_none=True)
     Z = y[:, None] * X
     R = float(np.sqrt(np.einsum("ij,ij->i", Z, Z).max()))
     p, lam, iters, _ = min_norm_point(Z, tol=tol, max_iter=max_iter)
@@ -237,13 +240,28 @@ def loo_max_margin(
     """
     X, y = validate(X, y)
     n, d = X.shape
+    check_real("tol", tol, low=0.0, low_open=False)
+    if result is not None and not isinstance(result, MaxMarginResult):
+        raise InvalidArgumentError(
+            f"result must be the MaxMarginResult of max_margin(X, y), got {type(result).__name__}."
+        )
     full = max_margin(X, y, tol=tol) if result is None else result
     if full.direction.shape != (d,) or full.hull_weights.shape != (n,):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"result is for data of shape ({full.hull_weights.shape[0]}, "
             f"{full.direction.shape[0]}), not {X.shape}; pass max_margin(X, y) of these data."
         )
     Z = y[:, None] * X
+    if result is not None:  # the certificate must be one of these data
+        R = float(np.linalg.norm(X, axis=1).max())
+        p_norm = float(np.linalg.norm(full.hull_weights @ Z))
+        achieved = float(np.min(Z @ full.direction))
+        if abs(p_norm - full.margin_upper) > 1e-9 * R or abs(achieved - full.margin) > 1e-9 * R:
+            raise InvalidArgumentError(
+                "result does not belong to these X, y: its hull weights give ||p|| = "
+                f"{p_norm:.6g} (result: {full.margin_upper:.6g}) and its direction a margin "
+                f"{achieved:.6g} (result: {full.margin:.6g}); pass max_margin(X, y)."
+            )
     u = full.direction
     v = Z @ u
     order = np.argsort(v, kind="stable")
