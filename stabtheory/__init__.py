@@ -3,8 +3,8 @@
 The package follows the flow of the science (README "What is where"): ``data`` and ``svm``
 (datasets, validation, exact max margins) -> ``linear_heads`` and ``full_finetuning`` (trainers,
 testbeds, the Taylor model) and ``stabilizers`` (MMR, MHLoss, SURT) -> ``bounds`` (theorems,
-each with its check) -> ``statistics``, ``elasticities`` and ``claims`` -> ``simulations``
-(studies) -> ``report``.
+each with its check) -> ``statistics``, ``elasticities`` and ``claims`` (and ``generalization``:
+the gap from stability) -> ``simulations`` (studies) -> ``report``.
 
 Importing stabtheory enables float64 in JAX (``jax_enable_x64``): theory checks run in
 float64. Arrays created as float32 stay float32.
@@ -19,6 +19,7 @@ from stabtheory import (  # noqa: E402
     claims,
     data,
     elasticities,
+    generalization,
     linear_heads,
     statistics,
     svm,
@@ -38,6 +39,7 @@ from stabtheory.errors import (  # noqa: E402
     StabtheoryError,
     UnknownTheoremError,
 )
+from stabtheory.generalization import be_moment_bound, replace_one_identity  # noqa: E402
 from stabtheory.linear_heads import (  # noqa: E402
     StabilityEstimate,
     loo_stability,
@@ -65,16 +67,19 @@ __all__ = [
     "StabtheoryError",
     "UnknownTheoremError",
     "add_bias",
+    "be_moment_bound",
     "bounds",
     "check_bound",
     "claims",
     "data",
     "elasticities",
+    "generalization",
     "linear_heads",
     "loo_max_margin",
     "loo_stability",
     "max_margin",
     "planted_margin",
+    "replace_one_identity",
     "replace_one_stability",
     "seed_stability",
     "soudry_fig1",

@@ -1,11 +1,12 @@
 """The ``stabtheory`` command.
 
 ``stabtheory verify [--quick] [--out DIR] [--force] [--replicates R] [--study NAME ...]`` runs
-the registered studies (default: head tuning and full fine-tuning; ``--study stabilizers`` or
-``all`` for more) on their embedded data (generated, and scikit-learn's bundled digits) through
-the sweep engine, checks every applicable theorem per sample, judges the paper's claims and
-writes ``report.json``, ``report.md`` and the figures into ``DIR``, with the finished chunks under
-``DIR/.chunks`` (a killed run started again resumes from them).
+the registered studies (default: head tuning, full fine-tuning and the generalization check;
+``--study stabilizers`` or ``all`` for more) on their embedded data (generated, and
+scikit-learn's bundled digits) through the sweep engine, checks every applicable theorem per
+sample, judges the paper's claims and writes ``report.json``, ``report.md`` and the figures into
+``DIR``, with the finished chunks under ``DIR/.chunks`` (a killed run started again resumes from
+them).
 
 Exit status: 0 no violation; 1 a rigorous bound exceeded beyond numerical tolerance (named on
 stderr); 2 bad usage or input (one line on stderr); 3 an internal error (one line on stderr, the

@@ -17,6 +17,7 @@ SECTIONS = {
     4: "Stabilizers",
     5: "The paper's claims",
     6: "How a verdict is earned (statistics and designs)",
+    7: "Generalization from stability",
 }
 
 #: The shared specification outside the repository (built so that this file does not mention it).

@@ -5,8 +5,9 @@ assemble, judge, and its part of the report: JSON section, markdown, figures) an
 an instance with one :func:`register_study` call in its own package. The CLI and the report
 loop over :data:`STUDIES`. Every study's results subclass :class:`Study`.
 
-Built-in studies: :mod:`.head` (head tuning), :mod:`.finetune` (full fine-tuning) and
-:mod:`.stabilizers` (the stabilizers over seeds). The engine (:mod:`.engine`) runs every
+Built-in studies: :mod:`.head` (head tuning), :mod:`.finetune` (full fine-tuning),
+:mod:`.stabilizers` (the stabilizers over seeds) and :mod:`.generalization` (the
+generalization gap beside replace-one stability). The engine (:mod:`.engine`) runs every
 study's chunks (persistence, resume, devices, processes).
 """
 
@@ -25,6 +26,9 @@ from stabtheory.simulations import finetune
 # isort: split
 from stabtheory.simulations import stabilizers
 
+# isort: split
+from stabtheory.simulations import generalization
+
 __all__ = [
     "STUDIES",
     "DrawResult",
@@ -33,6 +37,7 @@ __all__ = [
     "draws_by_config",
     "engine",
     "finetune",
+    "generalization",
     "head",
     "register_study",
     "stabilizers",
