@@ -26,7 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stabtheory.errors import InvalidArgumentError
 from stabtheory.linear_heads import log_loss, loo_weights, replace_one_weights
+from stabtheory.validation import check_integer, check_real
 
 __all__ = [
     "LOSSES",
@@ -78,7 +80,7 @@ def margin_losses(margins: jax.Array, loss: str) -> jax.Array:
     if loss == "0-1":
         return zero_one_loss(margins)
     if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")
+        raise InvalidArgumentError(f"loss must be one of {LOSSES}, got {loss!r}.")
     return jnp.exp(log_loss(jnp.asarray(margins), loss))
 
 
@@ -94,7 +96,7 @@ def identity_weights(n: int, dtype=jnp.float64) -> jax.Array:
       [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]
     """
     if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}.")
+        raise InvalidArgumentError(f"n must be at least 1, got {n}.")
     loo = jnp.concatenate([loo_weights(n, dtype)[1:], jnp.zeros((n, n), dtype)], axis=1)
     return jnp.concatenate([replace_one_weights(n, dtype), loo])
 
@@ -117,7 +119,7 @@ def split_runs(values, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     values = np.asarray(values)
     if values.shape[-2:] != (2 * n + 1, 2 * n):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"values must have shape (..., {2 * n + 1}, {2 * n}) for n={n} (runs of "
             f"identity_weights({n}) on the pool [S; S']), got {values.shape}."
         )
@@ -138,9 +140,9 @@ def mean_interval(values, level: float = 0.95) -> tuple[float, float]:
     """
     x = np.asarray(values, dtype=np.float64).ravel()
     if x.size < 2:
-        raise ValueError(f"an interval of a mean needs at least 2 draws, got {x.size}.")
+        raise InvalidArgumentError(f"an interval of a mean needs at least 2 draws, got {x.size}.")
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}.")
+        raise InvalidArgumentError(f"level must be in (0, 1), got {level}.")
     from scipy.stats import t  # scipy.stats only loads when an interval is asked for
 
     half = float(t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
@@ -216,7 +218,7 @@ def replace_one_identity(train, replaced, test_risk, *, level: float = 0.95) -> 
     train, replaced = np.asarray(train, np.float64), np.asarray(replaced, np.float64)
     test_risk = np.asarray(test_risk, np.float64)
     if train.ndim != 2 or replaced.shape != train.shape or test_risk.shape != train.shape[:1]:
-        raise ValueError(
+        raise InvalidArgumentError(
             "need train and replaced of shape (M, n) and test_risk of shape (M,); got "
             f"{train.shape}, {replaced.shape} and {test_risk.shape}."
         )
@@ -240,8 +242,9 @@ def be_moment_bound(n: int, beta: float, M: float = 1.0) -> float:
       >>> be_moment_bound(10, 0.01)
       0.08
     """
-    if n < 1 or not beta >= 0.0 or not M > 0.0:
-        raise ValueError(f"need n >= 1, beta >= 0 and M > 0; got n={n}, beta={beta}, M={M}.")
+    check_integer("n", n, low=1)
+    check_real("beta", beta, low=0.0, low_open=False)
+    check_real("M", M, low=0.0)
     return float(M**2 / (2.0 * n) + 3.0 * M * beta)
 
 
@@ -255,7 +258,9 @@ def pointwise_hypothesis_stability(train, loo) -> float:
     """
     train, loo = np.asarray(train, np.float64), np.asarray(loo, np.float64)
     if train.shape != loo.shape:
-        raise ValueError(f"train and loo must have one shape, got {train.shape}, {loo.shape}.")
+        raise InvalidArgumentError(
+            f"train and loo must have one shape, got {train.shape}, {loo.shape}."
+        )
     return float(np.mean(np.abs(train - loo)))
 
 
