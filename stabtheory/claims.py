@@ -309,6 +309,7 @@ class Verdict:
       replicates: the smallest number of data draws over the counted regimes.
       effect, effect_ci: the effect of the first counted regime whose verdict is the claim's
         (else the first decisive counted regime, else the first counted regime).
+      text: the claim as the paper states it (:attr:`Claim.text`).
     """
 
     claim: str
@@ -320,6 +321,7 @@ class Verdict:
     replicates: int = 0
     effect: float = math.nan
     effect_ci: tuple[float, float] = (math.nan, math.nan)
+    text: str = ""
 
     #: The description of the regimes' statistic (``statistic.name`` in ``report.json``).
     statistic_name = STATISTIC
@@ -328,6 +330,7 @@ class Verdict:
         """The claim's entry under ``claims`` in ``report.json`` (NaN becomes None)."""
         return {
             "id": self.claim,
+            "text": self.text,
             "notion": self.notion,
             "verdict": self.verdict,
             "explanation": self.explanation,
@@ -433,4 +436,5 @@ def combine(claim: Claim, notion: str, regimes: Sequence[RegimeVerdict], figure=
         replicates=min(r.replicates for r in pool),
         effect=lead.effect,
         effect_ci=tuple(lead.effect_ci),
+        text=claim.text,
     )

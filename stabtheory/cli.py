@@ -132,7 +132,7 @@ def _verify(args: argparse.Namespace) -> int:
         f"({runtime:.1f} s{resumed})"
     )
     for v in report["claims"]:
-        print(f"  {v['id']:<16} {v['notion']:<14} {v['verdict']}")
+        print(f"  {v['verdict']:<16} {v['id']} on {v['notion']}: {v.get('text') or ''}")
     if report["violations"]:
         for c in applicable:
             if c["violations"]:

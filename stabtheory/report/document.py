@@ -13,9 +13,10 @@ from typing import Any
 from stabtheory.bounds import REGISTRY
 from stabtheory.report.figures import figure_workers
 from stabtheory.report.format import fmt, jsonable
+from stabtheory.report.html import to_html
 from stabtheory.simulations import STUDIES, engine
 
-__all__ = ["SCHEMA", "build_report", "headline", "markdown", "write_report"]
+__all__ = ["SCHEMA", "build_report", "caption", "headline", "markdown", "write_report"]
 
 SCHEMA = "stabtheory.report/1"
 
@@ -124,42 +125,136 @@ def _fact_text(value) -> str:
     return str(value)
 
 
+_MEANING = {
+    "supported": "the measurements agree with the claim",
+    "refuted": "the measurements go against the claim under this notion",
+    "regime-dependent": "the claim holds in some counted regimes and fails in others",
+    "inconclusive": "no decision either way",
+}
+
+
+def _meaning(v: dict) -> str:
+    """What a claim's verdict means, in one sentence: the verdict in words and why (its
+    explanation up to the regimes that were shown but not counted)."""
+    why = v["explanation"].split("; shown, not counted")[0]
+    return f"{_MEANING.get(v['verdict'], v['verdict'])}: {why}"
+
+
+def _first_page(report: dict) -> list[str]:
+    """What was verified, in words: the checks, every claim as a sentence with its verdict and
+    what it means, the placebo and the generalization check, and what to do next."""
+    h, env = report["headline"], report["environment"]
+    reps = ", ".join(f"{k} {v}" for k, v in env["replicates"].items()) or "none"
+    studies = ", ".join(report["studies"])
+    lines = [
+        "## What was verified",
+        "",
+        f"stabtheory {env['stabtheory']} ran the studies {studies} (jax {env['jax']} on "
+        f"{env['backend']}, {env['devices']} x {env['device_kind']}; independent data draws "
+        f"per configuration: {reps}). It checked {len(report['theorems'])} stability theorems "
+        "(docs/theory.md sections 2 and 3) per sample against leave-one-out simulations "
+        f"in {len(report['checks'])} check rows: **{report['violations']} violations** of a "
+        f"rigorous bound ({h['violations']} rows), {h['informative']} informative passes, "
+        f"{h['vacuous']} vacuous passes (the bound at or above the trivial bound everywhere: "
+        f"they say nothing), {h['no_trivial_bound']} passes without a trivial bound and "
+        f"{h['not_applicable']} rows where an assumption of the theorem fails. It judged "
+        "the paper's claims from sweeps: a verdict counts only natural variation of the "
+        "algorithm's inputs inside the theory, with at least the effect, the Kendall tau and "
+        "the elasticity decisive, Holm-corrected (docs/theory.md sections 5 and 6).",
+        "",
+    ]
+    if report["claims"]:
+        lines += [
+            "| the paper's claim | measured as | verdict | what it means |",
+            "|---|---|---|---|",
+        ]
+        for v in report["claims"]:
+            text = v.get("text") or v["id"]
+            lines.append(
+                f"| {text} (`{v['id']}`) | {v['notion']} | **{v['verdict']}** | {_meaning(v)} |"
+            )
+        lines.append("")
+    placebo = report.get("placebo")
+    if placebo and placebo.get("claims"):
+        lo, hi = placebo["ci"]
+        lines.append(
+            f"**False decisions:** {placebo['decisive']} of {placebo['claims']} placebo claims "
+            f"(re-seeded copies of one configuration) were judged decisive: rate "
+            f"{fmt(placebo['rate'])} [{fmt(lo)}, {fmt(hi)}] (target at most 0.05)."
+        )
+        lines.append("")
+    gen = report.get("generalization")
+    if gen:
+        held = sum(bool(g["identity_holds"]) for g in gen)
+        be = [g for g in gen if g.get("be_holds") is not None]
+        lines.append(
+            f"**Generalization:** the generalization gap equals the replace-one stability in "
+            f"expectation (an identity): it held in {held} of {len(gen)} rows; the "
+            f"Bousquet-Elisseeff moment bound held in {sum(bool(g['be_holds']) for g in be)} "
+            f"of {len(be)} rows (docs/theory.md section 7)."
+        )
+        lines.append("")
+    undecided = sum(v["verdict"] == "inconclusive" for v in report["claims"])
+    lines += ["**What to do next:**", ""]
+    if report["violations"]:
+        lines.append(
+            "- A violated rigorous bound is a bug or an assumption that does not hold: see "
+            "the rows with violations in the appendix and report them."
+        )
+    if undecided:
+        lines.append(
+            f"- {undecided} claim verdicts are inconclusive: more draws (`--replicates 20`) "
+            "narrow the intervals; a claim with no counted regime needs a natural knob inside "
+            "the theory (its explanation lists the regimes shown but not counted)."
+        )
+    if h["vacuous"]:
+        lines.append(
+            f"- {h['vacuous']} passing rows are vacuous: the bound says nothing there (see the "
+            "`vacuous` column of the check tables)."
+        )
+    lines += [
+        "- Check the theorems on your own data: `stabtheory check FILE` (README).",
+        "",
+    ]
+    return lines
+
+
+def caption(name: str) -> str:
+    """A figure's caption from its file name (the studies' naming conventions)."""
+    stem = name.removesuffix(".png")
+    if stem.startswith("bounds_"):
+        return (
+            f"Bound against the measured leave-one-out change over the steps t "
+            f"({stem.removeprefix('bounds_').replace('_', ' ')}), with the notion's trivial "
+            "bound: a bound above it says nothing."
+        )
+    if stem.startswith("claims_"):
+        return (
+            f"The claims' sweeps ({stem.removeprefix('claims_').replace('_', ' ')}): mean "
+            "instability against the swept parameter, one panel per regime."
+        )
+    return stem.replace("_", " ") + "."
+
+
 def markdown(report: dict, figures: list[str]) -> str:
-    """``report.md``: the headline, the theorems, every study's sections, the claims and the
-    figures."""
+    """``report.md``: a first page in words (what was verified, each claim as a sentence with
+    its verdict and meaning, what to do next), every study's section, the captioned figures,
+    then the appendices (the claims in detail, the check tables, the theorem statements)."""
     lines = ["# stabtheory verify report", ""]
     env = report["environment"]
-    reps = ", ".join(f"{k} {v}" for k, v in env["replicates"].items()) or "none"
     lines.append(
-        f"Schema `{report['schema']}`; stabtheory {env['stabtheory']}, jax {env['jax']} on "
-        f"{env['backend']} ({env['devices']} x {env['device_kind']}); data draws per "
-        f"configuration: {reps}; **{report['violations']} violations** of rigorous bounds."
+        f"Schema `{report['schema']}`; stabtheory {env['stabtheory']}; "
+        f"**{report['violations']} violations** of rigorous bounds."
     )
-    h = report["headline"]
-    lines += [
-        "",
-        f"**Headline:** of {len(report['checks'])} check rows, {h['violations']} with a "
-        f"violation, {h['informative']} informative passes, {h['vacuous']} vacuous passes "
-        f"(every compared bound at least the trivial bound, so the pass says nothing), "
-        f"{h['no_trivial_bound']} passes without a trivial bound (not counted as informative), "
-        f"{h['not_applicable']} where the theorem does not apply (docs/theory.md section 6).",
-    ]
-    lines += ["", "## Theorems", ""]
-    for th in report["theorems"]:
-        lines.append(f"- `{th['id']}`: {th['title']}. {th['reference']}.")
-        lines.append(f"  $${th['latex']}$$")
-    lines += ["", "Derived with sympy from the statements and their positivity assumptions:", ""]
-    lines += [
-        f"- `{theorem}`, {name}: {_fact_text(value)}"
-        for theorem, facts in report["derived"].items()
-        for name, value in facts.items()
-    ]
-    lines.append("")
+    lines += ["", *_first_page(report)]
     for name in report["studies"]:
         lines += STUDIES[name].markdown(report)
+    lines += ["", "## Figures", ""]
+    for k, f in enumerate(figures, 1):
+        lines += [f"![{caption(f)}]({f})", "", f"*Figure {k}: {caption(f)}*", ""]
     lines += [
         "",
-        "## Claims",
+        "## Appendix A: the claims in detail",
         "",
         "| claim | notion | verdict | effect ratio [95% CI] | draws | regimes (name (design, "
         "draws); tau [95% CI]; effect; elasticity [95% CI], the bound's: verdict) | figure |",
@@ -188,10 +283,21 @@ def markdown(report: dict, figures: list[str]) -> str:
         "the real network outside the Taylor regime are shown, not counted. "
         "'regime-dependent' means some regimes support and others refute the claim.",
         "",
-        "## Figures",
+        "## Appendix B: the check tables",
         "",
     ]
-    lines += [f"![{f}]({f})" for f in figures]
+    for name in report["studies"]:
+        lines += STUDIES[name].appendix(report)
+    lines += ["", "## Appendix C: the theorems", ""]
+    for th in report["theorems"]:
+        lines.append(f"- `{th['id']}`: {th['title']}. {th['reference']}.")
+        lines.append(f"  $${th['latex']}$$")
+    lines += ["", "Derived with sympy from the statements and their positivity assumptions:", ""]
+    lines += [
+        f"- `{theorem}`, {name}: {_fact_text(value)}"
+        for theorem, facts in report["derived"].items()
+        for name, value in facts.items()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -202,7 +308,9 @@ def write_report(
     environment: dict | None = None,
     workers: int = 1,
 ) -> dict:
-    """Write ``report.json``, ``report.md`` and the figures into ``out``; return the report.
+    """Write ``report.json``, ``report.md``, ``report.html`` (self-contained: the figures
+    inlined, long tables folded; :func:`~stabtheory.report.html.to_html`) and the figures into
+    ``out``; return the report.
 
     The report files are written last, each atomically (temporary file, then rename), so a
     ``report.json`` exists only when the whole report was written. ``workers > 1`` renders
@@ -215,7 +323,9 @@ def write_report(
         for name, study in studies.items():
             figures += STUDIES[name].figures(study, out)
     report["figures"] = figures
-    _atomic_write(out / "report.md", markdown(report, figures))
+    text = markdown(report, figures)
+    _atomic_write(out / "report.md", text)
+    _atomic_write(out / "report.html", to_html(text, out))
     _atomic_write(out / "report.json", json.dumps(report, indent=1, allow_nan=False))
     return report
 

@@ -203,6 +203,10 @@ class StudyProtocol(abc.ABC):
     def markdown(self, report: dict) -> list[str]:
         """The study's sections of ``report.md``, from the whole report dict."""
 
+    def appendix(self, report: dict) -> list[str]:
+        """Its ``report.md`` appendix lines (e.g. the full check tables); none by default."""
+        return []
+
     @abc.abstractmethod
     def figures(self, study: Study, out: Path) -> list[str]:
         """Draw the study's figures into ``out`` (with

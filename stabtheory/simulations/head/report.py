@@ -20,7 +20,7 @@ from stabtheory.simulations.head.claims import design, judge_placebo, margin_par
 from stabtheory.simulations.head.compute import HeadStudy
 from stabtheory.simulations.head.spec import NOTIONS, HeadConfig
 
-__all__ = ["figures", "markdown", "section"]
+__all__ = ["appendix", "figures", "markdown", "section"]
 
 
 def section(study: HeadStudy) -> dict:
@@ -70,10 +70,9 @@ def _families(study: HeadStudy) -> list[dict]:
 
 
 def markdown(report: dict) -> list[str]:
-    """The data-families table and the head-tuning checks table."""
-    head_rows = check_rows(report, HeadEvidence)
+    """The data-families table and the placebo (the checks table is in :func:`appendix`)."""
     lines: list[str] = []
-    if not head_rows:
+    if not check_rows(report, HeadEvidence):
         return lines
     study = report.get("studies", {}).get("head", {})
     families = study.get("families") or []
@@ -83,7 +82,7 @@ def markdown(report: dict) -> list[str]:
             "## Head tuning: data families (every head claim has one regime per family)",
             "",
             f"`head.lr` is judged at fixed t = {study.get('t_ref')} and at matched eta * t = "
-            f"{study.get('matched_eta_t')} (the run of step eta read at t = eta_base t_ref / "
+            f"{fmt(study.get('matched_eta_t'))} (the run of step eta read at t = eta_base t_ref / "
             f"eta: {matched}). The digits margin sweep runs across pairs "
             "(natural, though the pairs differ in more than their margin); the margin column "
             "lists the swept values (digits: mean measured max margin per pair at the base n).",
@@ -118,7 +117,15 @@ def markdown(report: dict) -> list[str]:
             "docs/theory.md section 6).",
             "",
         ]
-    lines += [
+    return lines
+
+
+def appendix(report: dict) -> list[str]:
+    """The head-tuning checks table (report.md's appendix)."""
+    head_rows = check_rows(report, HeadEvidence)
+    if not head_rows:
+        return []
+    return [
         "## Head tuning: checks (bound vs empirical, per sample, over the checkpoints where "
         "the theorem applies)",
         "",
@@ -133,20 +140,22 @@ def markdown(report: dict) -> list[str]:
         "empirical mean | bound mean | bound/empirical | vacuous | violations | "
         "failed assumptions |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for c in head_rows:
-        cfg = c["config"]
-        family = cfg.get("family", "planted")
-        if cfg.get("pair"):
-            family += f" {cfg['pair'][0]}v{cfg['pair'][1]}"
-        lines.append(
-            f"| {c['theorem']} | {c['notion']} | {family} | {cfg['loss']} | {cfg['lr']} | "
-            f"{fmt(cfg['gamma'])} | {cfg['n']} | {cfg['replicates']} | {c['applicable']} | "
-            f"{fmt(c['empirical_mean'])} | {fmt(c['bound_mean'])} | "
-            f"{fmt(c['ratio_mean'])} | {fmt(c['vacuous_share'], 2)} | "
-            f"{c['violations']} | {failures(c)} |"
-        )
-    return lines
+    ] + [_check_row(c) for c in head_rows]
+
+
+def _check_row(c: dict) -> str:
+    """One row of the checks table."""
+    cfg = c["config"]
+    family = cfg.get("family", "planted")
+    if cfg.get("pair"):
+        family += f" {cfg['pair'][0]}v{cfg['pair'][1]}"
+    return (
+        f"| {c['theorem']} | {c['notion']} | {family} | {cfg['loss']} | {cfg['lr']} | "
+        f"{fmt(cfg['gamma'])} | {cfg['n']} | {cfg['replicates']} | {c['applicable']} | "
+        f"{fmt(c['empirical_mean'])} | {fmt(c['bound_mean'])} | "
+        f"{fmt(c['ratio_mean'])} | {fmt(c['vacuous_share'], 2)} | "
+        f"{c['violations']} | {failures(c)} |"
+    )
 
 
 def figures(study: HeadStudy, out: Path) -> list[str]:

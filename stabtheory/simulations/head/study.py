@@ -42,6 +42,9 @@ class HeadStudyProtocol(StudyProtocol):
     def markdown(self, report_dict: dict) -> list[str]:
         return report.markdown(report_dict)
 
+    def appendix(self, report_dict: dict) -> list[str]:
+        return report.appendix(report_dict)
+
     def figures(self, study: HeadStudy, out: Path) -> list[str]:
         return report.figures(study, out)
 
