@@ -101,8 +101,10 @@ def _verify(args: argparse.Namespace) -> int:
     )
     results, specs, timings = {}, {}, {}
     for name in names:
+        specs[name] = STUDIES[name].spec(quick=args.quick, replicates=args.replicates)
+    _warn_if_long(names, specs)
+    for name in names:
         study = STUDIES[name]
-        specs[name] = study.spec(quick=args.quick, replicates=args.replicates)
         t0 = time.perf_counter()
         results[name] = study.run(specs[name], executor=executor)
         timings[name] = time.perf_counter() - t0
@@ -143,6 +145,27 @@ def _verify(args: argparse.Namespace) -> int:
                 )
         return 1
     return 0
+
+
+#: A run estimated above this many seconds says so before it starts.
+LONG_RUN_S = 15 * 60.0
+
+
+def _warn_if_long(names: list[str], specs: dict) -> None:
+    """Say before it starts when a run is estimated to take long (the studies'
+    :meth:`~stabtheory.simulations.StudyProtocol.estimate_s`, on the 2-core reference CPU)."""
+    from stabtheory.simulations import STUDIES
+
+    estimates = [STUDIES[n].estimate_s(specs[n]) for n in names]
+    total = sum(e for e in estimates if e is not None)
+    if total > LONG_RUN_S:
+        print(
+            f"note: this run is estimated to take about {total / 60:.0f} minutes on a 2-core "
+            "CPU (each study's measured default time scaled by its number of configurations "
+            "and draws); Ctrl-C stops it, and the same command resumes from the finished "
+            "chunks.",
+            file=sys.stderr,
+        )
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -81,7 +81,7 @@ def test_quick_verify_reports_zero_violations(quick_report):
     assert json.loads((out / "timings.json").read_text())["runtime_s"] > 0
     env = report["environment"]
     assert {"backend", "devices", "device_kind", "jax", "stabtheory", "replicates"} <= set(env)
-    assert env["replicates"] == {"head": 3, "finetune": 2}
+    assert env["replicates"] == {"head": 3, "finetune": 2, "generalization": 10}
     keys = {
         "theorem",
         "config",
@@ -130,6 +130,32 @@ def test_quick_verify_reports_zero_violations(quick_report):
     for f in report["figures"]:
         assert (out / f).stat().st_size > 10_000
     assert "violations" in (out / "report.md").read_text()
+    # issue 16's fields: elasticities, votes, the generalization table
+    for c in report["claims"]:
+        assert c["text"] and all({"slope", "runs"} <= set(r) for r in c["regimes"])
+        for r in c["regimes"]:
+            assert set(r["slope"]) >= {"estimate", "ci", "predicted"}
+    gen = report["generalization"]
+    keys = {"study", "config", "loss", "gap", "stability", "identity_holds", "be_bound", "be_holds"}
+    assert gen and all(keys <= set(g) for g in gen)
+    assert all(g["identity_holds"] for g in gen)
+
+
+def test_report_md_opens_in_words_and_report_html_stands_alone(quick_report):
+    _, out, _ = quick_report
+    report = json.loads((out / "report.json").read_text())
+    md = (out / "report.md").read_text()
+    first_page = md.split("## Head tuning")[0]
+    assert "## What was verified" in first_page and "What to do next" in first_page
+    for c in report["claims"]:  # every claim as the paper's sentence, its verdict in words
+        assert c["text"] in first_page
+    assert md.index("## Appendix B: the check tables") < md.index("| head.H1 |")
+    assert md.count("*Figure ") == len(report["figures"])
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") == len(
+        report["figures"]
+    )
+    assert "<details>" in page and 'src="http' not in page and "<script" not in page
 
 
 def test_existing_report_needs_force(quick_report, capsys):
@@ -344,3 +370,14 @@ def test_internal_errors_and_interruptions_have_their_own_status(raises, status,
         assert "RuntimeError: boom" in (tmp_path / "error.log").read_text()
     else:
         assert err == "interrupted; run the same command to resume"
+
+
+def test_a_long_run_says_so_before_it_starts(capsys):
+    from stabtheory.cli import _warn_if_long
+    from stabtheory.simulations import STUDIES
+
+    specs = {"head": STUDIES["head"].spec(replicates=1000)}
+    _warn_if_long(["head"], specs)
+    assert "estimated to take about 175 minutes" in capsys.readouterr().err
+    _warn_if_long(["head"], {"head": STUDIES["head"].spec()})
+    assert capsys.readouterr().err == ""

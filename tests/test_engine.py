@@ -101,6 +101,58 @@ def test_persisted_chunks_are_reused_corrupt_ones_recomputed(tmp_path, capsys):
     assert forced.computed == 3
 
 
+def test_a_chunk_holding_another_keys_content_is_recomputed(tmp_path, capsys):
+    chunks = [engine.Chunk("toy", (k,), ((k, 0),)) for k in range(2)]
+    engine.Executor(tmp_path).run(chunks, lambda c: c.group[0])
+    folder = tmp_path / ".chunks" / "toy"
+    a, b = (folder / f"{c.key}.chunk" for c in chunks)
+    b.write_bytes(a.read_bytes())  # a valid chunk copied over another key
+    again = engine.Executor(tmp_path)
+    assert again.run(chunks, lambda c: c.group[0]) == [0, 1]
+    assert again.loaded == 1 and again.computed == 1
+    assert "not this key" in capsys.readouterr().err
+
+
+def test_a_second_run_on_one_out_waits_for_a_claimed_chunk(tmp_path):
+    """A chunk claimed by a live run is loaded when that run saves it, never computed twice;
+    a claim left by a dead process is taken over."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    chunks = [engine.Chunk("toy", (k,), ((k, 0),)) for k in range(2)]
+    other = engine.Executor(tmp_path)
+    assert other.claim(chunks[0])  # another run is computing chunk 0 ...
+    calls = []
+
+    def finish():
+        time.sleep(0.5)
+        other.save(chunks[0], "from the other run")  # ... and saves it
+        other.release(chunks[0])
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    mine = engine.Executor(tmp_path)
+    results = mine.run(chunks, lambda c: calls.append(c.group[0]) or c.group[0])
+    thread.join()
+    assert results == ["from the other run", 1] and calls == [1]
+    assert mine.computed == 1 and mine.loaded == 1
+    # a claim whose process is gone is taken over
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    late = engine.Chunk("toy", (9,), ((9, 0),))
+    lock = tmp_path / ".chunks" / "toy" / f"{late.key}.lock"
+    lock.write_text(f"{socket.gethostname()} {dead}")
+    ex = engine.Executor(tmp_path)
+    assert ex.run([late], lambda c: "computed") == ["computed"]
+    assert ex.computed == 1 and not lock.exists()
+
+
 def test_chunks_split_by_process(tmp_path):
     chunks = [engine.Chunk("toy", (k,), ((k, 0),)) for k in range(4)]
     mine = engine.Executor(tmp_path, process_index=1, process_count=2, wait_timeout_s=0.1)

@@ -22,6 +22,7 @@ import functools
 import hashlib
 import os
 import pickle
+import socket
 import sys
 import tempfile
 import time
@@ -46,7 +47,10 @@ __all__ = [
     "shard_leading",
 ]
 
-_MAGIC = b"stabtheory-chunk/1\n"
+_MAGIC = b"stabtheory-chunk/2\n"  # /2: the payload holds (key, result)
+
+#: A claim (``NAME.lock``) older than this is taken over: its run died without removing it.
+STALE_LOCK_S = 6 * 3600.0
 
 
 @functools.cache
@@ -185,6 +189,26 @@ def environment(replicates: dict[str, int]) -> dict:
     }
 
 
+def _stale(lock: Path) -> bool:
+    """Whether a chunk's claim is left over: its process is gone (same host), or it is older
+    than :data:`STALE_LOCK_S`, or it cannot be read."""
+    try:
+        host, pid = lock.read_text().split()
+        age = time.time() - lock.stat().st_mtime
+    except (OSError, ValueError):
+        return True
+    if age > STALE_LOCK_S:
+        return True
+    if host == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
 class Executor:
     """Computes chunks once: loads finished ones, computes and persists the rest.
 
@@ -220,7 +244,8 @@ class Executor:
         return None if self.root is None else self.root / chunk.study / f"{chunk.key}.chunk"
 
     def load(self, chunk: Chunk) -> tuple[bool, Any]:
-        """``(True, result)`` for a persisted, intact chunk; ``(False, None)`` otherwise."""
+        """``(True, result)`` for a persisted, intact chunk of this key; ``(False, None)``
+        otherwise (missing, truncated, corrupt, or the content of another chunk: recomputed)."""
         path = self._path(chunk)
         if path is None or not path.exists():
             return False, None
@@ -229,7 +254,10 @@ class Executor:
             head, digest, payload = blob.split(b"\n", 2)
             if head + b"\n" != _MAGIC or hashlib.sha256(payload).hexdigest().encode() != digest:
                 raise ValueError("checksum mismatch")
-            return True, pickle.loads(payload)
+            key, result = pickle.loads(payload)
+            if key != chunk.key:
+                raise ValueError(f"it holds chunk {key[:12]}..., not this key")
+            return True, result
         except Exception as err:  # truncated, corrupt or unreadable: recompute it
             print(f"stabtheory: recomputing chunk {path.name} ({err})", file=sys.stderr)
             return False, None
@@ -240,7 +268,7 @@ class Executor:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps((chunk.key, result), protocol=pickle.HIGHEST_PROTOCOL)
         digest = hashlib.sha256(payload).hexdigest().encode()
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".chunk")
         try:
@@ -253,6 +281,45 @@ class Executor:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def claim(self, chunk: Chunk) -> bool:
+        """Claim a chunk for this run (create ``NAME.lock`` beside it, atomically): ``False``
+        when another run on the same ``out`` holds a live claim, so that run computes it and
+        this one waits for its file. A claim whose process is gone (same host) or older than
+        :data:`STALE_LOCK_S` is taken over. Always ``True`` without an ``out``."""
+        path = self._path(chunk)
+        if path is None:
+            return True
+        lock = path.with_suffix(".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        owner = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if not _stale(lock):
+                    return False
+                lock.unlink(missing_ok=True)  # a dead run's claim: take it over
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(owner)
+            return True
+        return False
+
+    def release(self, chunk: Chunk) -> None:
+        """Remove this run's claim on ``chunk`` (after saving it, or when computing failed)."""
+        path = self._path(chunk)
+        if path is not None:
+            path.with_suffix(".lock").unlink(missing_ok=True)
+
+    def _compute(self, chunk: Chunk, compute: Callable[[Chunk], Any]) -> Any:
+        try:
+            result = compute(chunk)
+            self.save(chunk, result)
+        finally:
+            self.release(chunk)
+        self.computed += 1
+        return result
+
     def run(
         self,
         chunks: Sequence[Chunk],
@@ -260,7 +327,12 @@ class Executor:
         *,
         label: Callable[[Chunk], str] = lambda c: f"{c.study} {c.group}",
     ) -> list[Any]:
-        """The result of every chunk, in order (computed or loaded)."""
+        """The result of every chunk, in order (computed or loaded).
+
+        Another run on the same ``out`` (another process of the multi-controller runtime, or a
+        second command started by hand) shares the work: a chunk that run has claimed
+        (:meth:`claim`) is waited for and loaded, never computed twice; a claim it leaves
+        behind without the chunk (it was killed) is taken over."""
         results: list[Any] = [None] * len(chunks)
         pending = []
         for k, chunk in enumerate(chunks):
@@ -270,22 +342,24 @@ class Executor:
                 results[k] = value
                 self.loaded += 1
                 self._tick(results, chunks, label(chunk) + " (loaded)")
-            elif mine:
-                results[k] = compute(chunk)
-                self.save(chunk, results[k])
-                self.computed += 1
+            elif mine and self.claim(chunk):
+                results[k] = self._compute(chunk, compute)
                 self._tick(results, chunks, label(chunk))
             else:
                 pending.append(k)
         deadline = time.monotonic() + self.wait_timeout_s
-        while pending:  # chunks of the other processes
+        while pending:  # chunks of the other processes, or claimed by another run
             still = []
             for k in pending:
                 ok, value = self.load(chunks[k])
+                mine = k % self.process_count == self.process_index
                 if ok:
                     results[k] = value
                     self.loaded += 1
                     self._tick(results, chunks, label(chunks[k]) + " (other process)")
+                elif mine and self.claim(chunks[k]):  # its claimant died: compute it here
+                    results[k] = self._compute(chunks[k], compute)
+                    self._tick(results, chunks, label(chunks[k]))
                 else:
                     still.append(k)
             pending = still

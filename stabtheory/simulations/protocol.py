@@ -156,6 +156,7 @@ class StudyProtocol(abc.ABC):
       name: the registry and ``--study`` name (also the chunk folder ``OUT/.chunks/NAME``).
       description: one line for ``stabtheory verify --help``.
       default: run by ``stabtheory verify`` without ``--study``.
+      reference_s: its default spec's measured wall time (for :meth:`estimate_s`).
       spec_type: a frozen dataclass with a default constructor, a ``quick()`` classmethod
         (``verify --quick``) and, when it runs data draws, a ``replicates`` field.
 
@@ -168,6 +169,19 @@ class StudyProtocol(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     default: ClassVar[bool] = False
+    #: Wall seconds of its default spec on the 2-core CPU the project is measured on (empty
+    #: compilation cache), for :meth:`estimate_s`; ``None``: no estimate.
+    reference_s: ClassVar[float | None] = None
+
+    def estimate_s(self, spec: Any) -> float | None:
+        """A rough wall-time estimate of ``spec`` on that CPU: :attr:`reference_s` scaled by
+        its number of (configuration, draw) items against the default spec's."""
+        if self.reference_s is None:
+            return None
+        items = sum(len(c.items) for c in self.chunks(spec))
+        default = sum(len(c.items) for c in self.chunks(self.spec()))
+        return self.reference_s * items / max(default, 1)
+
     spec_type: ClassVar[type]
 
     def spec(self, *, quick: bool = False, replicates: int | None = None) -> Any:

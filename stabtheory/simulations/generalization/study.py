@@ -22,6 +22,7 @@ class GeneralizationStudyProtocol(StudyProtocol):
     name = "generalization"
     description = "generalization gap beside replace-one stability (docs/theory.md section 7)"
     default = True
+    reference_s = 13.0  # its default spec on the 2-core CPU, empty compilation cache
     spec_type = GeneralizationSpec
 
     def chunks(self, spec: GeneralizationSpec) -> list[engine.Chunk]:

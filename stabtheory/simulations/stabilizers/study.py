@@ -23,6 +23,7 @@ class StabilizerStudyProtocol(StudyProtocol):
     name = "stabilizers"
     description = "MMR, MHLoss and SURT against the baselines over seeds (docs/theory.md section 4)"
     default = False
+    reference_s = 150.0  # its default spec on the 2-core CPU, empty compilation cache
     spec_type = StabilizerStudySpec
 
     def chunks(self, spec: StabilizerStudySpec) -> list[Chunk]:
