@@ -14,7 +14,8 @@ separability). ``stabtheory check FILE`` is its command line.
 >>> from stabtheory.data import soudry_fig1
 >>> ds = soudry_fig1()
 >>> a = audit(ds.X, ds.y, steps=100)
->>> a.separable, a.loss, [r["theorem"] for r in a.rows() if r["applicable"]][:2]
+>>> applicable = [r["theorem"] for r in a.rows() if r["applicable"]]
+>>> a.separable, a.loss, applicable[:2]
 (True, 'exponential', ['head.svm_loo', 'head.H1'])
 """
 

@@ -114,8 +114,9 @@ def split_runs(values, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Example:
       >>> v = np.arange(20.0).reshape(5, 4)  # n = 2: five runs on four pool samples
-      >>> [a.tolist() for a in split_runs(v, 2)]
-      [[0.0, 1.0], [4.0, 9.0], [12.0, 17.0]]
+      >>> train, replaced, loo = split_runs(v, 2)
+      >>> train.tolist(), replaced.tolist(), loo.tolist()
+      ([0.0, 1.0], [4.0, 9.0], [12.0, 17.0])
     """
     values = np.asarray(values)
     if values.shape[-2:] != (2 * n + 1, 2 * n):
