@@ -18,10 +18,13 @@ from stabtheory import full_finetuning as ff
 from stabtheory.bounds import finetune as ft
 from stabtheory.simulations import finetune as study
 
-#: Up to t = 10: on this small network, GD at 0.9 / lambda_max of the Gauss-Newton curvature
-#: is past the edge of stability of the true loss, and the real network's runs amplify a
-#: rounding difference (e.g. from padding) about 1.5x per step (2e-16 at t = 10, 7e-9 at
-#: t = 50, 4e-3 at t = 200, measured), so only early checkpoints can be compared tightly.
+#: Up to t = 10: on this small network the true objective has negative curvature at w0
+#: (its Hessian's lambda_min, pull included, about -0.6; lambda_max about 1.1), so the real
+#: network's GD amplifies a rounding difference (e.g. from padding) by up to
+#: 1 + eta |lambda_min| = 1.5x per step (about 1.4x measured: 4e-16 at t = 10, 7e-10 at
+#: t = 50, 4e-3 at t = 100), while it stays inside the true loss's stability region
+#: (eta lambda_max / 2 <= 0.85 along the run on S); so only early checkpoints can be compared
+#: tightly.
 STEPS = (1, 5, 10)
 FIELDS = ("w_min", "lam_min", "lam_max", "rho", "rho_loo", "deviation", "w_gd", "w_real")
 

@@ -5,9 +5,14 @@ The pipeline, one way: a :class:`TestbedConfig` names a task (:data:`TASKS`), an
 (:func:`pretrain`, cached) and returns a :class:`Testbed` (``apply(w, x)``, ``w0``, data);
 :func:`gd_finetune` / :func:`finetune_runs` fine-tune it by full-batch GD on the L2-SP
 objective; :func:`taylor_expand` and the functions of :mod:`.taylor` give its second-order
-Taylor model, and :class:`FTDesign` its controlled designs. Everything is float64.
+Taylor model, :class:`FTDesign` its controlled designs, and :func:`path_curvature` the true
+Hessian's extreme eigenvalues along a run. Everything is float64.
 """
 
+from stabtheory.full_finetuning.curvature import LANCZOS_STEPS as LANCZOS_STEPS
+from stabtheory.full_finetuning.curvature import Curvature as Curvature
+from stabtheory.full_finetuning.curvature import objective_hvp as objective_hvp
+from stabtheory.full_finetuning.curvature import path_curvature as path_curvature
 from stabtheory.full_finetuning.designs import FTDesign as FTDesign
 from stabtheory.full_finetuning.designs import apply_design as apply_design
 from stabtheory.full_finetuning.digits import digits_task as digits_task
@@ -66,9 +71,11 @@ from stabtheory.full_finetuning.training import jit_finetune_runs as jit_finetun
 
 __all__ = [
     "ACTIVATIONS",
+    "LANCZOS_STEPS",
     "TASKS",
     "Architecture",
     "Classifier",
+    "Curvature",
     "DenoisingAutoencoder",
     "FTDesign",
     "MLPDecoder",
@@ -100,7 +107,9 @@ __all__ = [
     "logistic_loss",
     "make_testbed",
     "minimizers",
+    "objective_hvp",
     "operator",
+    "path_curvature",
     "per_sample_norms",
     "per_sample_power_iteration",
     "power_iteration",

@@ -65,8 +65,15 @@ def lanczos_extremes(matvec, v0: jax.Array, k: int = 50) -> tuple[jax.Array, jax
         # An invariant Krylov subspace (e.g. a rank-n operator with p > n): restart from a
         # fresh direction orthogonal to the basis, decoupled from it (beta = 0).
         broke = b <= 1e-10 * (jnp.linalg.norm(Aq) + jnp.abs(a) + 1e-300)
-        fresh = orthogonalise(Q, jax.random.normal(jax.random.fold_in(key, j), w.shape, w.dtype))
-        w = jnp.where(broke, fresh, w)
+        # drawn only on a breakdown (a random draw costs more than a reorthogonalisation on
+        # the CPU; under vmap the cond becomes a select and both run)
+        w = jax.lax.cond(
+            broke,
+            lambda: orthogonalise(
+                Q, jax.random.normal(jax.random.fold_in(key, j), w.shape, w.dtype)
+            ),
+            lambda: w,
+        )
         Q = Q.at[j + 1].set(w / jnp.linalg.norm(w))
         return Q, alpha.at[j].set(a), beta.at[j].set(jnp.where(broke, 0.0, b))
 

@@ -15,7 +15,8 @@ id            notion                  bound for sample i
 
 The real network (GD on the true loss) is not covered by the theorems; its leave-one-out
 stability is set beside FT-2 (``loo.weights (real)``) and the Taylor model's faithfulness
-(assumption (d)) is reported as measured numbers (:mod:`.faithfulness`).
+(assumption (d)), the true Hessian's curvature and the real run's stationarity are reported as
+measured numbers (:mod:`.faithfulness`).
 :data:`THEOREMS` lists the theorems in check order; :mod:`stabtheory.bounds` registers them.
 """
 
@@ -27,9 +28,13 @@ from stabtheory.bounds.finetune.evidence import (
 )
 from stabtheory.bounds.finetune.faithfulness import (
     DEPARTURE_THRESHOLD,
+    curvature_ratio,
     faithfulness,
+    hessian_min_eig,
     loss_gap,
     real_departure,
+    stationarity,
+    true_hessian_psd,
 )
 from stabtheory.bounds.finetune.ft1 import (
     FT1,
@@ -57,13 +62,17 @@ __all__ = [
     "check_ft1c",
     "check_ft1l",
     "check_ft2",
+    "curvature_ratio",
     "faithfulness",
     "ft1_signs",
     "ft_evidence",
     "ft_evidence_batch",
     "ft_reference",
+    "hessian_min_eig",
     "loss_gap",
     "real_departure",
+    "stationarity",
+    "true_hessian_psd",
 ]
 
 #: The fine-tuning theorems in check order.

@@ -45,6 +45,10 @@ class FTEvidence:
       deviation: (n,) ``||r_i - mean_j r_j||``, ``r_i = grad lhat_i(w_S)`` (FT-1c).
       min_losses: (2, n) ``lhat_i(w_S)`` and ``lhat_i(w_S\\i)``.
       design: the :class:`~stabtheory.full_finetuning.FTDesign` it was run with.
+      hessian_min, hessian_max, grad_norm: the true Hessian's extreme eigenvalues (Lanczos
+        Ritz values, :func:`~stabtheory.full_finetuning.path_curvature`) and the gradient
+        norm of the real objective on S (the designed one, with the pull): (1 + C,) at w0
+        and at every checkpoint of the real run on S, or (1,) at w0 without the real network.
     """
 
     tm: ff.TaylorModel
@@ -64,6 +68,9 @@ class FTEvidence:
     deviation: np.ndarray | None = None
     min_losses: np.ndarray | None = None
     design: ff.FTDesign | None = None
+    hessian_min: np.ndarray | None = None
+    hessian_max: np.ndarray | None = None
+    grad_norm: np.ndarray | None = None
     _empirical: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -102,6 +109,12 @@ class FTEvidence:
         return ft_evidence(
             apply, params, X, y, lam=lam, lr=lr, steps=np.atleast_1d(steps), real=False
         )
+
+    @property
+    def edge_of_stability(self) -> float:
+        """``max eta lambda_max(hess F_S) / 2`` over w0 and the real run's checkpoints on S
+        (below 1: GD on the true loss inside its classical stability region there)."""
+        return float(self.config["lr"] * np.max(self.hessian_max) / 2)
 
     @property
     def Lam(self) -> np.ndarray:
@@ -190,7 +203,7 @@ def _evidence_one(
     """Every array of one :class:`FTEvidence` (pure; :func:`_evidence_program` maps it over a
     batch).
 
-    The hyperparameters (``lam``, ``lr`` (NaN: ``lr_fraction / lambda_max``), the design's
+    The hyperparameters (``lam``, ``lr`` (NaN: :func:`default_lr`), the design's
     ``tilt``, ``shift``, ``scale``, ``xi``, ``v``) and the checkpoint values are traced, so
     problems of one size share the compilation. ``valid`` (n,) zeroes the weight of padding
     samples in every mask (rows of padding samples repeat S and are dropped)."""
@@ -199,7 +212,13 @@ def _evidence_one(
     tm, lam_c, a = ff.apply_design(tm0, lam, tilt, shift, scale, xi, v)
     weights = loo_weights(n) * valid
     lam_min, lam_max = ff.extreme_eigenvalues(tm, weights, lam_c)
-    lr = jnp.where(jnp.isnan(lr), default_lr(lam_max, lr_fraction), lr / scale)
+
+    # the true Hessian of the real objective on S (mask row 0), at w0 and along the real run
+    def curvature(W):
+        return ff.path_curvature(apply, W, w0, X, y, weights[0], lam_c, linear=a, scale=scale)
+
+    curv = curvature(w0[None])
+    lr = jnp.where(jnp.isnan(lr), default_lr(lam_max, curv.lam_max[0], lr_fraction), lr / scale)
     w_min = ff.minimizers(tm, weights, lam_c, tol=cg_tol, maxiter=maxiter)
     gbar = weights @ tm.grads / weights.sum(axis=1, keepdims=True)
     resid = jax.vmap(
@@ -241,6 +260,8 @@ def _evidence_one(
         out["w_real"] = w_real
         out["real_losses"] = scale * (ff.true_losses(apply, w_real, X, y) + lin)
         out["quad_losses"] = ff.quadratic_losses(tm, w_real)
+        curv = jax.tree.map(lambda u, v: jnp.concatenate([u, v]), curv, curvature(w_real[0]))
+    out.update(hessian_min=curv.lam_min, hessian_max=curv.lam_max, grad_norm=curv.grad_norm)
     return out
 
 
@@ -296,9 +317,12 @@ def _evidence_program(
     return split(batch, checkpoints)
 
 
-def default_lr(lam_max: jax.Array, lr_fraction) -> jax.Array:
-    """The default GD step: ``lr_fraction / lambda_max``, the largest over S and every S\\i."""
-    return lr_fraction / jnp.max(lam_max)
+def default_lr(lam_max: jax.Array, hessian_max: jax.Array, lr_fraction) -> jax.Array:
+    """The default GD step ``lr_fraction / max(lambda_max(A_s), lambda_max(hess F_S(w0)))``:
+    the largest Gauss-Newton ``lambda_max`` over S and every S\\i (assumption (c) of the Taylor
+    GD for ``lr_fraction <= 1``) and the true Hessian's on S at w0 (so the real GD starts
+    inside its stability region, ``eta lambda_max / 2 <= lr_fraction / 2 < 1``)."""
+    return lr_fraction / jnp.maximum(jnp.max(lam_max), hessian_max)
 
 
 def _own_grads(tm: ff.TaylorModel, W: jax.Array) -> jax.Array:
@@ -405,6 +429,9 @@ def _evidence_from(arrays: dict, problem: FTProblem, steps: np.ndarray) -> FTEvi
         deviation=get["deviation"],
         min_losses=get["min_losses"],
         design=design,
+        hessian_min=get["hessian_min"],
+        hessian_max=get["hessian_max"],
+        grad_norm=get["grad_norm"],
     )
 
 
@@ -518,7 +545,9 @@ def ft_evidence(
       X, y: task data, labels in {-1, +1}.
       lam: the pull toward w0 (L2-SP); the theorems need ``Lam > 0``, which ``lam > 0``
         guarantees for the Gauss-Newton curvature.
-      lr: GD step; default ``lr_fraction / lambda_max`` (the largest over S and every S\\i).
+      lr: GD step, shared by the Taylor GD and the real network; default :func:`default_lr`
+        (``lr_fraction`` over the largest of the Gauss-Newton ``lambda_max`` over S and every
+        S\\i and the true Hessian's ``lambda_max`` at w0 on S).
       lr_fraction: the step as a fraction of ``1 / lambda_max`` when ``lr`` is not given.
       steps: GD checkpoints.
       real: also fine-tune the real network (GD on the true loss) on every mask.

@@ -5,7 +5,7 @@ Per sample i and checkpoint t (docs/theory.md section 2):
 ``beta = max_i ||H_i||`` (exact for the rank-one Gauss-Newton matrices). The notion
 ``loo.weights (gd)`` is GD on the Taylor model (the theorem); ``loo.weights (real)`` sets the
 bound beside the real network's GD, outside the theorem (not applicable, with the measured
-faithfulness of the Taylor model).
+faithfulness of the Taylor model and the true Hessian's PSD check at w0).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sympy as sp
 
 from stabtheory.bounds.finetune.assumptions import common_assumptions, ft_result
 from stabtheory.bounds.finetune.evidence import FTEvidence
-from stabtheory.bounds.finetune.faithfulness import faithfulness
+from stabtheory.bounds.finetune.faithfulness import faithfulness, true_hessian_psd
 from stabtheory.bounds.finetune.ft1 import FT1, Lam, dist, lam, n, rho
 from stabtheory.bounds.theorem import Assumption, BoundCheck, Theorem
 
@@ -62,7 +62,7 @@ def check_ft2(ev: FTEvidence, notion: str = "loo.weights (gd)") -> BoundCheck:
         ),
     ]
     if kind == "real.weights":
-        assumptions.append(faithfulness(ev))
+        assumptions += [faithfulness(ev), true_hessian_psd(ev)]
     return ft_result(FT2, notion, ev, bound, kind, assumptions, ev.steps)
 
 

@@ -30,7 +30,7 @@ class FTReference:
       w_min: (p,) the Taylor-model minimiser ``w_S``.
       rho: (n,) ``||grad lhat_i(w_S)||``.
       w_real: (p,) the real network after GD on S to the last checkpoint, with the step
-        :func:`ft_evidence` takes (``lr_fraction / lambda_max``).
+        :func:`ft_evidence` takes (:func:`~stabtheory.bounds.finetune.evidence.default_lr`).
     """
 
     w0: np.ndarray
@@ -55,7 +55,8 @@ def _reference_program(apply, w0, X, y, lam, lr_fraction, last, *, cg_tol, maxit
 
     tm = ff.taylor_expand(apply, w0, X, y)
     weights = loo_weights(X.shape[0])
-    lr = default_lr(ff.extreme_eigenvalues(tm, weights, lam)[1], lr_fraction)
+    hessian_max = ff.path_curvature(apply, w0[None], w0, X, y, weights[0], lam).lam_max[0]
+    lr = default_lr(ff.extreme_eigenvalues(tm, weights, lam)[1], hessian_max, lr_fraction)
     w_S = ff.minimizers(tm, weights[:1], lam, tol=cg_tol, maxiter=maxiter)[0]
     rho = jnp.linalg.norm(ff.quadratic_grads(tm, w_S[None])[0], axis=1)
     w_real = ff.finetune_runs(apply, w0, X, y, weights[:1], lr[None], lam, last[None])

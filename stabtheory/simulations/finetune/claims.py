@@ -22,7 +22,17 @@ from stabtheory.bounds.finetune import DEPARTURE_THRESHOLD
 from stabtheory.simulations.finetune.compute import FineTuneStudy
 from stabtheory.simulations.finetune.spec import MEASURES
 
-__all__ = ["COVARIATES", "FT_CLAIMS", "KNOBS", "MIN_SPREAD", "design", "judge_claims", "sweeps"]
+__all__ = [
+    "COVARIATES",
+    "FT_CLAIMS",
+    "KNOBS",
+    "MIN_SPREAD",
+    "PER_DRAW",
+    "PREDICTED_BY",
+    "design",
+    "judge_claims",
+    "sweeps",
+]
 
 #: The claims of the full fine-tuning study (docs/theory.md section 5).
 FT_CLAIMS = {
@@ -36,6 +46,20 @@ FT_CLAIMS = {
             "ft.distance",
             "full FT: smaller distance between w0 and the fine-tuned optimum gives more stability",
             "distance",
+            +1,
+        ),
+        claims.Claim(
+            "ft.lr",
+            "full FT (FT-2): a smaller learning rate is more stable early (GD at a fixed early "
+            "step t)",
+            "lr",
+            +1,
+        ),
+        claims.Claim(
+            "ft.steps",
+            "full FT (FT-2): fewer gradient steps are more stable early (t up to the early "
+            "checkpoint)",
+            "t",
             +1,
         ),
         claims.Claim(
@@ -61,12 +85,30 @@ KNOBS = {
     "ft.n": (("n", "total"),),
     "ft.lipschitz": (("input_scale", "natural"), ("tilt", "identity")),
     "ft.distance": (
+        ("task_shift", "natural"),
         ("pretrain_steps", "natural"),
         ("alpha", "natural"),
+        ("lam", "natural"),
         ("shift", "inexact"),
     ),
+    "ft.lr": (("lr_fraction", "natural"),),
     "control.scale": (("scale", "software"),),
 }
+
+#: Per measured kind (:data:`~stabtheory.simulations.finetune.spec.MEASURES`), the bound whose
+#: elasticity along a sweep is set beside the measured one: (theorem, notion). The real
+#: network has the Taylor model's bound beside it (outside the theorems).
+PREDICTED_BY = {
+    "min.weights": ("ft.FT1", "loo.weights"),
+    "gd.weights": ("ft.FT2", "loo.weights (gd)"),
+    "real.weights": ("ft.FT2", "loo.weights (gd)"),
+    "min.loss": ("ft.FT1L", "loo.loss"),
+    "real.loss": ("ft.FT1L", "loo.loss"),
+}
+
+#: Quantities measured on every draw (a claim's parameter other than these is the same in
+#: every draw of a configuration).
+PER_DRAW = ("rho", "distance", "lr")
 
 
 def design(kind: str, *, real: bool, faithful: bool) -> tuple[str, bool, str]:
@@ -127,8 +169,14 @@ def _regime_measures(study: FineTuneStudy, knob: str, notion: str):
     steps = list(study.spec.steps)
     late = len(steps) - 1
     measures = MEASURES[notion]
+    early = steps.index(study.spec.early_step) if study.spec.early_step in steps else 1
+    if knob == "lr_fraction":  # FT-2's prediction in eta: GD early (the minimiser has no eta)
+        return [
+            (f"early (t={steps[early]})", label, kind, early)
+            for label, kind in measures
+            if not kind.startswith("min")
+        ]
     if knob == "shift":  # FT-2's transient term: early (t small) and late (the minimiser, t last)
-        early = steps.index(study.spec.early_step) if study.spec.early_step in steps else 1
         rows = [(f"early (t={steps[early]})", label, kind, early) for label, kind in measures]
         rows = [r for r in rows if not r[2].startswith("min")]
         rows += [
@@ -145,7 +193,8 @@ def _regime_measures(study: FineTuneStudy, knob: str, notion: str):
 
 
 def judge_claims(study: FineTuneStudy) -> list:
-    """Verdicts for ft.n, ft.lipschitz, ft.distance and the control, per notion.
+    """Verdicts for ft.n, ft.lipschitz, ft.distance, ft.lr, ft.steps and the control, per
+    notion.
 
     Every regime carries its design (:func:`design`). A regime whose measured parameter spans
     less than :data:`MIN_SPREAD` (max / min) is inconclusive whatever the instability does; a
@@ -174,8 +223,16 @@ def judge_claims(study: FineTuneStudy) -> list:
                 confounded = [
                     q for q, v in spreads.items() if q != claim.parameter and v >= MIN_SPREAD
                 ]
+                per_draw = (
+                    study.per_draw(idx, claim.parameter) if claim.parameter in PER_DRAW else None
+                )
                 for prefix, label, measure, row in _regime_measures(study, knob, notion):
                     values = [study.stability[k][measure][row] for k in idx]
+                    bounds, theorem = study.bound_sweep(
+                        idx,
+                        [0 if measure.startswith("min") else row] * len(idx),
+                        [PREDICTED_BY[measure]],
+                    )
                     real = measure.startswith("real")
                     shown, counted, why = design(kind, real=real, faithful=faithful)
                     if shown == "natural" and kind == "natural" and confounded:
@@ -188,7 +245,16 @@ def judge_claims(study: FineTuneStudy) -> list:
                     name = f"{prefix}: {name}" if prefix else name
                     name = f"{name}; {why}" if why else name
                     r = claims.verdict(
-                        claim, xs, values, regime=name, design=shown, counted=counted
+                        claim,
+                        xs,
+                        values,
+                        regime=name,
+                        design=shown,
+                        counted=counted,
+                        runs=f"{task}, swept {knob}",
+                        draw_parameters=per_draw,
+                        bounds=bounds,
+                        predicted_by=theorem,
                     )
                     if _spread(xs) < MIN_SPREAD:
                         r = dataclasses.replace(
@@ -204,4 +270,47 @@ def judge_claims(study: FineTuneStudy) -> list:
                         claim, notion, regimes, figure=f"claims_ft_{notion.split('.')[1]}.png"
                     )
                 )
+    return verdicts + _judge_steps(study)
+
+
+def _judge_steps(study: FineTuneStudy) -> list:
+    """``ft.steps``: the leave-one-out change of GD against t up to the early checkpoint, on
+    each task's base configuration (Taylor GD counted; the real network counted only where
+    it passes assumption (d)), beside the elasticity of the FT-2 bound along the same t."""
+    claim = FT_CLAIMS["ft.steps"]
+    steps = list(study.spec.steps)
+    early = steps.index(study.spec.early_step) if study.spec.early_step in steps else 1
+    rows = list(range(early + 1))
+    if len(rows) < 2:
+        return []
+    verdicts = []
+    for notion in MEASURES:
+        regimes = []
+        for task in study.spec.tasks:
+            (k,) = study.find(**dataclasses.asdict(study.spec.base(task)))
+            faithful = study.configs[k]["taylor_departure"] <= DEPARTURE_THRESHOLD
+            for label, measure in MEASURES[notion]:
+                if measure.startswith("min"):
+                    continue
+                shown, counted, why = design(
+                    "natural", real=measure.startswith("real"), faithful=faithful
+                )
+                name = f"{task}, {label}, t in [{steps[0]}, {steps[early]}] ({shown})"
+                bounds, theorem = study.bound_sweep([k] * len(rows), rows, [PREDICTED_BY[measure]])
+                regimes.append(
+                    claims.verdict(
+                        claim,
+                        [float(steps[r]) for r in rows],
+                        [study.stability[k][measure][r] for r in rows],
+                        regime=f"{name}; {why}" if why else name,
+                        design=shown,
+                        counted=counted,
+                        runs=f"{task}, base",
+                        bounds=bounds,
+                        predicted_by=theorem,
+                    )
+                )
+        if regimes:
+            figure = f"claims_ft_{notion.split('.')[1]}.png"
+            verdicts.append(claims.combine(claim, notion, regimes, figure=figure))
     return verdicts

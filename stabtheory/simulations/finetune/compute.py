@@ -20,10 +20,13 @@ from stabtheory.bounds.finetune import (
     FTEvidence,
     FTProblem,
     FTReference,
+    curvature_ratio,
     ft_evidence_batch,
     ft_reference,
+    hessian_min_eig,
     loss_gap,
     real_departure,
+    stationarity,
 )
 from stabtheory.simulations import engine
 from stabtheory.simulations.finetune.spec import (
@@ -67,19 +70,19 @@ def _needs_reference(cfg: FTConfig) -> bool:
 def compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
     """Every (configuration, draw) item of one chunk as one compiled evidence program.
 
-    One testbed per (draw, pre-training length) (``input_scale`` multiplies its inputs);
-    configurations set in units of their draw's base (``alpha``, ``tilt``, ``shift``) take
+    One testbed per (draw, pre-training length, task shift) (``input_scale`` multiplies its
+    inputs); configurations set in units of their draw's base (``alpha``, ``tilt``, ``shift``) take
     the base's optimum from :func:`~stabtheory.bounds.finetune.ft_reference`. Every item
     is padded to the chunk's sample size and the batch to its capacity, so a (task, size)
     group compiles once whatever the plan and the number of draws."""
     from stabtheory import full_finetuning as ff  # flax: imported when a chunk is computed
 
     task, size, capacity = chunk.group
-    beds: dict[tuple[int, int], ff.Testbed] = {}
+    beds: dict[tuple[int, int, float | None], ff.Testbed] = {}
     refs: dict[int, FTReference] = {}
 
     def bed_of(cfg: FTConfig, draw: int) -> ff.Testbed:
-        key = (draw, cfg.pretrain_steps)
+        key = (draw, cfg.pretrain_steps, cfg.task_shift)
         if key not in beds:
             seed = engine.draw_seed(spec.seed, draw)
             beds[key] = ff.make_testbed(
@@ -87,6 +90,7 @@ def compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
                     task=task,
                     n=spec.n_max,
                     pretrain_steps=cfg.pretrain_steps,
+                    shift=cfg.task_shift,
                     seed=seed,
                     init_seed=seed,
                 )
@@ -170,6 +174,11 @@ def draw_result(cfg: FTConfig, draw: int, ev: FTEvidence) -> DrawResult:
         "taylor_departure": real_departure(ev),
         "loss_gap": loss_gap(ev),
         "real_exceeds_ft2": int(np.sum(over)) if ok.any() else None,
+        "edge_of_stability": ev.edge_of_stability,
+        "hessian_min_eig": hessian_min_eig(ev),
+        "hessian_min_rel": float(curvature_ratio(ev)[0]),
+        "hessian_min_rel_path": float(curvature_ratio(ev).min()),
+        "stationarity": stationarity(ev),
     }
     stability = {kind: ev.empirical(kind) for _, kinds in MEASURES.items() for _, kind in kinds}
     return DrawResult(cfg, draw, measured, checks, stability)
@@ -199,8 +208,9 @@ def chunks(spec: FineTuneStudySpec) -> list[engine.Chunk]:
 
 
 def merge_measured(members: list[DrawResult]) -> dict:
-    """The measured quantities over the draws: means (the departure and loss gap: max; the
-    count of points over FT-2: sum, ``None`` where FT-2 applied in no draw)."""
+    """The measured quantities over the draws: means (the departure, loss gap, edge of
+    stability and stationarity: max; the true Hessian's smallest eigenvalue and ratios: min;
+    the count of points over FT-2: sum, ``None`` where FT-2 applied in no draw)."""
     m = [it.measured for it in members]
     over = [x["real_exceeds_ft2"] for x in m if x["real_exceeds_ft2"] is not None]
     return {
@@ -209,6 +219,11 @@ def merge_measured(members: list[DrawResult]) -> dict:
         **{q: float(np.mean([x[q] for x in m])) for q in ("rho", "distance", "Lam", "beta")},
         "taylor_departure": float(max(x["taylor_departure"] for x in m)),
         "loss_gap": float(max(x["loss_gap"] for x in m)),
+        **{q: float(max(x[q] for x in m)) for q in ("edge_of_stability", "stationarity")},
+        **{
+            q: float(min(x[q] for x in m))
+            for q in ("hessian_min_eig", "hessian_min_rel", "hessian_min_rel_path")
+        },
         "real_exceeds_ft2": int(sum(over)) if over else None,
     }
 

@@ -27,7 +27,10 @@ class FTConfig:
     (:class:`~stabtheory.full_finetuning.FTDesign`), in units of the same draw's base
     configuration: ``kappa = tilt * median_i rho_i``, ``s = shift * ||w_S - w0||`` along
     ``v = (w_S - w0) / ||w_S - w0||`` (so the distance becomes ``(1 + shift)`` times the
-    base's), and the loss scale ``c = scale``."""
+    base's), and the loss scale ``c = scale``. ``task_shift``: the synthetic task's mean shift
+    from the pre-training distribution
+    (:attr:`~stabtheory.full_finetuning.TestbedConfig.shift`; ``None`` for a task without
+    one)."""
 
     task: str
     n: int
@@ -36,6 +39,7 @@ class FTConfig:
     pretrain_steps: int
     alpha: float
     lr_fraction: float
+    task_shift: float | None = None
     tilt: float = 0.0
     shift: float = 0.0
     scale: float = 1.0
@@ -60,7 +64,10 @@ class FineTuneStudySpec:
     pretrain_sweep: tuple[int, ...] = (0, 300, 3000)
     interpolation: tuple[float, ...] = (0.0, 0.5, 0.9)
     lr_fraction: float = 0.9
-    lr_fractions: tuple[float, ...] = (0.1, 0.9)
+    lr_fractions: tuple[float, ...] = (0.1, 0.3, 0.9)
+    #: the synthetic task's shift from the pre-training distribution: its base and sweep
+    task_shift: float = 0.5
+    task_shifts: tuple[float, ...] = (0.0, 0.5, 2.0)
     #: GD checkpoints; at the default step (0.9 / lambda_max) the Taylor GD is within
     #: ~1e-3 of its minimiser by t = 300 on both tasks (eta Lam t ~ 6), so 1000 is not run.
     steps: tuple[int, ...] = (1, 3, 10, 30, 100, 300)
@@ -83,7 +90,10 @@ class FineTuneStudySpec:
 
     def base(self, task: str) -> FTConfig:
         """The base configuration of ``task`` (the centre of every one-at-a-time sweep)."""
-        return FTConfig(task, self.n, self.lam, 1.0, self.pretrain_steps, 0.0, self.lr_fraction)
+        shift = self.task_shift if task == "synthetic" else None
+        return FTConfig(
+            task, self.n, self.lam, 1.0, self.pretrain_steps, 0.0, self.lr_fraction, shift
+        )
 
     def plan(self) -> list[FTConfig]:
         """The configurations: one-at-a-time sweeps around each task's base, no duplicates.
@@ -98,6 +108,8 @@ class FineTuneStudySpec:
                 variants += [dataclasses.replace(base, input_scale=v) for v in self.input_scales]
                 variants += [dataclasses.replace(base, lam=v) for v in self.lams]
                 variants += [dataclasses.replace(base, lr_fraction=v) for v in self.lr_fractions]
+                if base.task_shift is not None:
+                    variants += [dataclasses.replace(base, task_shift=v) for v in self.task_shifts]
             if task in self.controlled_on:
                 variants += [dataclasses.replace(base, tilt=v) for v in self.tilts]
                 variants += [dataclasses.replace(base, shift=v) for v in self.shifts]
@@ -115,7 +127,8 @@ class FineTuneStudySpec:
             input_scales=(0.5, 1.0),
             pretrain_sweep=(0, 300),
             interpolation=(0.0, 0.8),
-            lr_fractions=(0.9,),
+            lr_fractions=(0.3, 0.9),
+            task_shifts=(0.5, 2.0),
             steps=(1, 10, 100, 300),
             tilts=(1.0, 8.0),
             shifts=(3.0,),

@@ -22,6 +22,7 @@ class FineTuneStudyProtocol(StudyProtocol):
     name = "finetune"
     description = "full fine-tuning through the Taylor model (docs/theory.md section 2)"
     default = True
+    reference_s = 150.0  # its default spec on the 2-core CPU, empty compilation cache
     spec_type = FineTuneStudySpec
 
     def chunks(self, spec: FineTuneStudySpec) -> list[engine.Chunk]:
@@ -41,6 +42,9 @@ class FineTuneStudyProtocol(StudyProtocol):
 
     def markdown(self, report_dict: dict) -> list[str]:
         return report.markdown(report_dict)
+
+    def appendix(self, report_dict: dict) -> list[str]:
+        return report.appendix(report_dict)
 
     def figures(self, study: FineTuneStudy, out: Path) -> list[str]:
         return report.figures(study, out)
