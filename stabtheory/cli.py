@@ -24,7 +24,7 @@ import time
 import traceback
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["LONG_RUN_S", "long_run_note", "main"]
 
 
 class _Progress:
@@ -102,7 +102,9 @@ def _verify(args: argparse.Namespace) -> int:
     results, specs, timings = {}, {}, {}
     for name in names:
         specs[name] = STUDIES[name].spec(quick=args.quick, replicates=args.replicates)
-    _warn_if_long(names, specs)
+    note = long_run_note(names, specs)
+    if note:
+        print(note, file=sys.stderr)
     for name in names:
         study = STUDIES[name]
         t0 = time.perf_counter()
@@ -151,21 +153,21 @@ def _verify(args: argparse.Namespace) -> int:
 LONG_RUN_S = 15 * 60.0
 
 
-def _warn_if_long(names: list[str], specs: dict) -> None:
-    """Say before it starts when a run is estimated to take long (the studies'
-    :meth:`~stabtheory.simulations.StudyProtocol.estimate_s`, on the 2-core reference CPU)."""
+def long_run_note(names: list[str], specs: dict) -> str | None:
+    """The note a run estimated to take long prints before it starts (the studies'
+    :meth:`~stabtheory.simulations.StudyProtocol.estimate_s`, on the 2-core reference CPU);
+    ``None`` below :data:`LONG_RUN_S`."""
     from stabtheory.simulations import STUDIES
 
     estimates = [STUDIES[n].estimate_s(specs[n]) for n in names]
     total = sum(e for e in estimates if e is not None)
-    if total > LONG_RUN_S:
-        print(
-            f"note: this run is estimated to take about {total / 60:.0f} minutes on a 2-core "
-            "CPU (each study's measured default time scaled by its number of configurations "
-            "and draws); Ctrl-C stops it, and the same command resumes from the finished "
-            "chunks.",
-            file=sys.stderr,
-        )
+    if total <= LONG_RUN_S:
+        return None
+    return (
+        f"note: this run is estimated to take about {total / 60:.0f} minutes on a 2-core "
+        "CPU (each study's measured default time scaled by its number of configurations "
+        "and draws); Ctrl-C stops it, and the same command resumes from the finished chunks."
+    )
 
 
 def _check(args: argparse.Namespace) -> int:

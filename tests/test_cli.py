@@ -372,12 +372,10 @@ def test_internal_errors_and_interruptions_have_their_own_status(raises, status,
         assert err == "interrupted; run the same command to resume"
 
 
-def test_a_long_run_says_so_before_it_starts(capsys):
-    from stabtheory.cli import _warn_if_long
+def test_a_long_run_says_so_before_it_starts():
+    from stabtheory.cli import long_run_note
     from stabtheory.simulations import STUDIES
 
-    specs = {"head": STUDIES["head"].spec(replicates=1000)}
-    _warn_if_long(["head"], specs)
-    assert "estimated to take about 175 minutes" in capsys.readouterr().err
-    _warn_if_long(["head"], {"head": STUDIES["head"].spec()})
-    assert capsys.readouterr().err == ""
+    note = long_run_note(["head"], {"head": STUDIES["head"].spec(replicates=1000)})
+    assert "estimated to take about 175 minutes" in note
+    assert long_run_note(["head"], {"head": STUDIES["head"].spec()}) is None
