@@ -36,7 +36,7 @@ from stabtheory.data import validate
 from stabtheory.errors import InvalidArgumentError, InvalidDataError
 from stabtheory.linear_heads import LOSSES
 
-__all__ = ["Audit", "audit", "fix_for", "load_features"]
+__all__ = ["Audit", "audit", "check_row", "describe", "fix_for", "load_features"]
 
 
 def load_features(path, labels=None, *, label: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -155,6 +155,71 @@ def fix_for(
     return "see the assumption's description"
 
 
+def check_row(c: BoundCheck, fix) -> dict:
+    """One check in words for ``--json``: ``theorem``, ``title``, ``notion``, ``applicable``,
+    ``holds``, ``violations``, ``vacuous_share``, ``failed_assumptions`` (each assumption's
+    ``name``, ``value``, ``relation``, ``threshold``, ``description`` and ``fix(a)``), the
+    bound and the measured change (means and maxima), ``trivial_bound``,
+    ``steps_applicable`` and ``reason`` (``None``: it was checked)."""
+    s = c.summary()
+    return {
+        "theorem": c.theorem,
+        "title": REGISTRY[c.theorem].title,
+        "notion": c.notion,
+        "applicable": bool(c.applicable),
+        "holds": c.holds,
+        "violations": int(c.violations) if c.applicable else 0,
+        "vacuous_share": c.vacuous_share,
+        "failed_assumptions": [
+            {**a.to_dict(), "fix": fix(a)} for a in c.assumptions if not a.holds
+        ],
+        **{
+            key: s[key]
+            for key in (
+                "bound_mean",
+                "empirical_mean",
+                "bound_max",
+                "empirical_max",
+                "ratio_mean",
+                "trivial_bound",
+                "steps_applicable",
+            )
+        },
+        "reason": None,
+    }
+
+
+def describe(rows: list[dict]) -> list[str]:
+    """The rows of :func:`check_row` as sentences: applies or not (the failed assumption, its
+    value, threshold and fix), holds or is violated, bound against measured, vacuous share."""
+    lines = []
+    for r in rows:
+        head = f"{r['theorem']} ({r['title']})"
+        if r["reason"]:
+            lines.append(f"- {head}: not checked: {r['reason']}.")
+            continue
+        if not r["applicable"]:
+            why = "; ".join(
+                f"{a['name']} fails (measured {a['value']:.4g}, needs {a['relation']} "
+                f"{a['threshold']:.4g}): {a['fix']}"
+                for a in r["failed_assumptions"]
+            )
+            lines.append(f"- {head} on {r['notion']}: does not apply: {why}.")
+            continue
+        verdict = "HOLDS" if r["holds"] else f"VIOLATED at {r['violations']} entries"
+        if r["holds"] and r["vacuous_share"] == 1.0:
+            verdict = "holds but VACUOUS (every bound at or above the trivial bound)"
+        ratio = "" if r["ratio_mean"] is None else f", bound/measured {r['ratio_mean']:.3g}"
+        vac = r["vacuous_share"]
+        vac = "no trivial bound" if vac is None else f"vacuous share {vac:.0%}"
+        lines.append(
+            f"- {head} on {r['notion']}: {verdict}: bound mean {r['bound_mean']:.4g} vs "
+            f"measured mean {r['empirical_mean']:.4g}{ratio} ({vac}; at t in "
+            f"{r['steps_applicable']})."
+        )
+    return lines
+
+
 @dataclasses.dataclass(frozen=True)
 class Audit:
     """The result of :func:`audit`.
@@ -193,43 +258,13 @@ class Audit:
         ``relation``, ``threshold``, ``description`` and ``fix``), the bound and the
         measured change (means and maxima over the compared entries), ``trivial_bound`` and
         ``reason`` (why it was not checked, for a skipped theorem)."""
-        rows = []
-        for c in self.checks:
-            s = c.summary()
-            failed = [a for a in c.assumptions if not a.holds]
-            rows.append(
-                {
-                    "theorem": c.theorem,
-                    "title": REGISTRY[c.theorem].title,
-                    "notion": c.notion,
-                    "applicable": bool(c.applicable),
-                    "holds": c.holds,
-                    "violations": int(c.violations) if c.applicable else 0,
-                    "vacuous_share": c.vacuous_share,
-                    "failed_assumptions": [
-                        {
-                            **a.to_dict(),
-                            "fix": fix_for(
-                                a, radius=self.radius, lr=self.lr, n=self.n, gamma=self.gamma
-                            ),
-                        }
-                        for a in failed
-                    ],
-                    **{
-                        key: s[key]
-                        for key in (
-                            "bound_mean",
-                            "empirical_mean",
-                            "bound_max",
-                            "empirical_max",
-                            "ratio_mean",
-                            "trivial_bound",
-                            "steps_applicable",
-                        )
-                    },
-                    "reason": None,
-                }
+        rows = [
+            check_row(
+                c,
+                lambda a: fix_for(a, radius=self.radius, lr=self.lr, n=self.n, gamma=self.gamma),
             )
+            for c in self.checks
+        ]
         for theorem, reason in self.skipped:
             rows.append(
                 {
@@ -286,30 +321,7 @@ class Audit:
         for key, value in shown.items():
             lines.append(f"{key} = {value}: {self.settings_reason[key]}.")
         lines.append("")
-        for r in self.rows():
-            head = f"{r['theorem']} ({r['title']})"
-            if r["reason"]:
-                lines.append(f"- {head}: not checked: {r['reason']}.")
-                continue
-            if not r["applicable"]:
-                why = "; ".join(
-                    f"{a['name']} fails (measured {a['value']:.4g}, needs {a['relation']} "
-                    f"{a['threshold']:.4g}): {a['fix']}"
-                    for a in r["failed_assumptions"]
-                )
-                lines.append(f"- {head} on {r['notion']}: does not apply: {why}.")
-                continue
-            verdict = "HOLDS" if r["holds"] else f"VIOLATED at {r['violations']} entries"
-            if r["holds"] and r["vacuous_share"] == 1.0:
-                verdict = "holds but VACUOUS (every bound at or above the trivial bound)"
-            ratio = "" if r["ratio_mean"] is None else f", bound/measured {r['ratio_mean']:.3g}"
-            vac = r["vacuous_share"]
-            vac = "no trivial bound" if vac is None else f"vacuous share {vac:.0%}"
-            lines.append(
-                f"- {head} on {r['notion']}: {verdict}: bound mean {r['bound_mean']:.4g} vs "
-                f"measured mean {r['empirical_mean']:.4g}{ratio} ({vac}; at t in "
-                f"{r['steps_applicable']})."
-            )
+        lines += describe(self.rows())
         return "\n".join(lines)
 
     def figure(self, path) -> Path:

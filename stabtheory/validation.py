@@ -19,6 +19,7 @@ __all__ = [
     "check_integer",
     "check_real",
     "check_seed",
+    "check_steps",
     "validate",
 ]
 
@@ -96,6 +97,30 @@ def check_integer(
 def check_seed(name: str, value) -> int | None:
     """A numpy seed: a non-negative integer, or ``None`` (fresh entropy)."""
     return check_integer(name, value, low=0, allow_none=True)
+
+
+def check_steps(name: str, steps) -> np.ndarray:
+    """Checkpoint steps: a non-negative integer or a non-empty 1-D sequence of non-negative,
+    non-decreasing integers, as an int array; else
+    :class:`~stabtheory.errors.InvalidArgumentError` naming ``name``.
+
+    Example:
+      >>> check_steps("steps", [1, 10, 100]).tolist()
+      [1, 10, 100]
+    """
+    if isinstance(steps, bool | np.bool_):
+        raise InvalidArgumentError(f"{name} must be integers >= 0, got {steps!r}.")
+    try:
+        c = np.atleast_1d(np.asarray(steps))
+    except (TypeError, ValueError) as err:
+        raise InvalidArgumentError(f"{name} must be integers >= 0, got {steps!r}.") from err
+    if c.ndim != 1 or c.size == 0 or not np.issubdtype(c.dtype, np.integer) or (c < 0).any():
+        raise InvalidArgumentError(
+            f"{name} must be an integer >= 0 or a 1-D sequence of them, got {steps!r}."
+        )
+    if (np.diff(c) < 0).any():
+        raise InvalidArgumentError(f"{name} must be non-decreasing, got {steps!r}.")
+    return c.astype(np.int64)
 
 
 def check_choice(name: str, value, options) -> str:

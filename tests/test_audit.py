@@ -165,3 +165,28 @@ def test_check_command_json_and_exit_codes(tmp_path, capsys):
     assert err.count("\n") == 1 and "no such file" in err
     assert main(["check", str(tmp_path / "d.npz"), "--steps", "0"]) == 2
     assert "steps" in capsys.readouterr().err
+
+
+def test_a_users_model_through_the_fine_tuning_theorems():
+    import jax.numpy as jnp
+
+    from stabtheory.audit_model import audit_model
+
+    X = np.random.default_rng(0).standard_normal((12, 3))
+    y = np.sign(X[:, 0])
+    a = audit_model(lambda w, x: jnp.tanh(w @ x), X, y, params=jnp.full(3, 0.1), lam=0.1)
+    rows = a.rows()
+    assert {r["theorem"] for r in rows} == {"ft.FT1", "ft.FT1c", "ft.FT1L", "ft.FT2"}
+    assert all(FIELDS <= set(r) for r in rows) and a.violations == 0
+    assert "ft.FT2" in a.summary() and json.dumps(a.to_json(), allow_nan=False)
+    # with more weights than samples (p = 20 > n = 12), Lambda = lam: plain fine-tuning
+    # (lam = 0) is outside FT-1 and FT-2, and the fix says so
+    def wide(w, x):
+        return jnp.tanh(w[15:] @ jnp.tanh(w[:15].reshape(5, 3) @ x))
+
+    w0 = jnp.asarray(np.random.default_rng(1).standard_normal(20) * 0.3)
+    plain = audit_model(wide, X, y, params=w0, lam=0.0)
+    failed = [f for r in plain.rows() for f in r["failed_assumptions"]]
+    assert failed and any("lam > 0" in f["fix"] for f in failed)
+    with pytest.raises(InvalidArgumentError, match="one logit"):
+        audit_model(lambda w, x: (w @ x)[None], X, y, params=jnp.zeros(3))

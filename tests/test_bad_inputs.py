@@ -33,6 +33,16 @@ DTYPE = [np.float16, np.int32, "float16", "nonsense", None]
 STRING = ["nonsense", None, 3, ""]
 INIT = [np.full(3, NAN), np.ones(5), "zero", np.full(3, INF)]
 
+
+def FT_MODEL(w, x):
+    """A one-logit model of flat weights for the fine-tuning theorems."""
+    import jax.numpy as jnp
+
+    return jnp.tanh(w @ x)
+
+
+FT_W0 = np.full(3, 0.1)
+
 #: function name -> (callable, valid keyword arguments, {argument: bad values}).
 CASES = {
     "loo_stability": (
@@ -85,6 +95,16 @@ CASES = {
             "loss": STRING,
             "notion": ["nonsense", 3],
             "optimizer": STRING[:1],
+        },
+    ),
+    "check_bound_ft": (
+        lambda **k: stabtheory.check_bound("ft.FT2", **k),
+        {"X": DS.X, "y": DS.y, "model": FT_MODEL, "params": FT_W0, "steps": [1, 5]},
+        {
+            "lr": [NAN, -1.0, 0.0, "0.1"],
+            "steps": [-1, [5, 1], 2.5, "10"],
+            "lam": [NAN, -1.0, "0.1"],
+            "model": [lambda w, x: (w @ x)[None], lambda w, x: w[:2] @ x[:2] + w @ x[:1]],
         },
     ),
     "max_margin": (

@@ -31,6 +31,7 @@ from stabtheory.full_finetuning.networks import DenoisingAutoencoder as Denoisin
 from stabtheory.full_finetuning.networks import MLPDecoder as MLPDecoder
 from stabtheory.full_finetuning.networks import MLPEncoder as MLPEncoder
 from stabtheory.full_finetuning.networks import as_function as as_function
+from stabtheory.full_finetuning.networks import check_model as check_model
 from stabtheory.full_finetuning.networks import classifier_functions as classifier_functions
 from stabtheory.full_finetuning.pretraining import PretrainConfig as PretrainConfig
 from stabtheory.full_finetuning.pretraining import PretrainResult as PretrainResult
@@ -90,6 +91,7 @@ __all__ = [
     "apply_design",
     "as_function",
     "cg_solve",
+    "check_model",
     "classifier_functions",
     "data_term",
     "dense_curvatures",

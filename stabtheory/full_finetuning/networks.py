@@ -28,6 +28,7 @@ __all__ = [
     "MLPEncoder",
     "as_function",
     "check_activation",
+    "check_model",
     "classifier_functions",
 ]
 
@@ -39,6 +40,39 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 # Tags folded into the PRNG key of ``init_seed``, one per use (pre-training uses 3 and 4).
 _TAG_ENCODER, _TAG_DECODER, _TAG_HEAD = range(3)
+
+
+def check_model(apply: Callable, w, X) -> None:
+    """Check up front that ``apply(w, x)`` takes one row of ``X`` and returns one logit (a
+    scalar), or raise :class:`~stabtheory.errors.InvalidArgumentError` naming ``model`` and
+    what is wrong (a wrong input width, an output of shape (1,) or (2,)). Shapes only: nothing
+    is computed (``jax.eval_shape``).
+
+    Example:
+      >>> check_model(lambda w, x: w @ x, jnp.zeros(3), np.zeros((5, 3)))
+      >>> try:
+      ...     check_model(lambda w, x: (w @ x)[None], jnp.zeros(3), np.zeros((5, 3)))
+      ... except ValueError as err:
+      ...     print(str(err)[:45])
+      model must return one logit per input (a scal
+    """
+    from stabtheory.errors import InvalidArgumentError
+
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise InvalidArgumentError(f"X must be a 2-D array (n, d), got shape {X.shape}.")
+    try:
+        out = jax.eval_shape(apply, w, jax.ShapeDtypeStruct(X.shape[1:], jnp.float64))
+    except Exception as err:  # the model cannot take an input of this width
+        raise InvalidArgumentError(
+            f"model cannot be applied to one input of X (width {X.shape[1]}): "
+            f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+        ) from err
+    if getattr(out, "shape", None) != ():
+        raise InvalidArgumentError(
+            f"model must return one logit per input (a scalar), got shape "
+            f"{getattr(out, 'shape', type(out).__name__)}; squeeze its output."
+        )
 
 
 def check_activation(activation: str) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from stabtheory import full_finetuning as ff
 from stabtheory.linear_heads import loo_weights, static_checkpoints
+from stabtheory.validation import check_real, check_steps
 
 __all__ = [
     "FTEvidence",
@@ -106,6 +107,10 @@ class FTEvidence:
             raise ValueError(
                 "a fine-tuning theorem needs params= (the pre-trained flat weights w0)."
             )
+        steps = check_steps("steps", steps)
+        ff.check_model(apply, params, X)
+        check_real("lam", lam, low=0.0, low_open=False)
+        check_real("lr", lr, low=0.0, allow_none=True)
         return ft_evidence(
             apply, params, X, y, lam=lam, lr=lr, steps=np.atleast_1d(steps), real=False
         )
