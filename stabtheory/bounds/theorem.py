@@ -358,6 +358,32 @@ class BoundCheck:
             return None
         return float(mask.sum() / self.entry_mask.sum())
 
+    def assumption_table(self) -> str:
+        """The assumptions as a Markdown table: each one's measured value, relation,
+        threshold, whether it holds and whether it is a per-checkpoint condition.
+
+        Example:
+          >>> a = Assumption.measure("eta R^2 <= 1", "step size", 0.5, "<=", 1.0)
+          >>> chk = BoundCheck("head.H2", "loo.direction", np.array([1]), np.ones((1, 2)),
+          ...                  np.zeros((1, 2)), np.array([True]), (a,), 1e-9, {})
+          >>> print(chk.assumption_table().splitlines()[-1])
+          | eta R^2 <= 1 | 0.5 | <= | 1 | yes |  |
+        """
+        lines = [
+            f"**{self.theorem}** on {self.notion}: applicable {self.applicable}, "
+            f"holds {self.holds}",
+            "",
+            "| assumption | measured value | relation | threshold | holds | per checkpoint |",
+            "|---|---|---|---|---|---|",
+        ]
+        for a in self.assumptions:
+            name = a.name.replace("|", r"\|")  # a bare | would end the Markdown cell
+            lines.append(
+                f"| {name} | {a.value:.4g} | {a.relation} | {a.threshold:g} | "
+                f"{'yes' if a.holds else '**no**'} | {'yes' if a.pointwise else ''} |"
+            )
+        return "\n".join(lines)
+
     def summary(self) -> dict:
         """One row of ``report.json``'s ``checks``."""
         mask = self.applicable_at
