@@ -312,7 +312,13 @@ class Executor:
             path.with_suffix(".lock").unlink(missing_ok=True)
 
     def _compute(self, chunk: Chunk, compute: Callable[[Chunk], Any]) -> Any:
+        """Compute a claimed chunk, unless the run that held the claim before saved it in the
+        meantime (it saves, then releases: loading after the claim closes that window)."""
         try:
+            ok, result = (False, None) if self.force else self.load(chunk)
+            if ok:
+                self.loaded += 1
+                return result
             result = compute(chunk)
             self.save(chunk, result)
         finally:
