@@ -179,6 +179,7 @@ def test_a_users_model_through_the_fine_tuning_theorems():
     assert {r["theorem"] for r in rows} == {"ft.FT1", "ft.FT1c", "ft.FT1L", "ft.FT2"}
     assert all(FIELDS <= set(r) for r in rows) and a.violations == 0
     assert "ft.FT2" in a.summary() and json.dumps(a.to_json(), allow_nan=False)
+
     # with more weights than samples (p = 20 > n = 12), Lambda = lam: plain fine-tuning
     # (lam = 0) is outside FT-1 and FT-2, and the fix says so
     def wide(w, x):

@@ -7,7 +7,8 @@ loop over :data:`STUDIES`. Every study's results subclass :class:`Study`.
 
 Built-in studies: :mod:`.head` (head tuning), :mod:`.finetune` (full fine-tuning),
 :mod:`.stabilizers` (the stabilizers over seeds) and :mod:`.generalization` (the
-generalization gap beside replace-one stability). The engine (:mod:`.engine`) runs every
+generalization gap beside replace-one stability) and :mod:`.phenomenon` (failed fine-tuning
+runs on the attention testbed; not run by default). The engine (:mod:`.engine`) runs every
 study's chunks (persistence, resume, devices, processes).
 """
 
@@ -29,6 +30,9 @@ from stabtheory.simulations import stabilizers
 # isort: split
 from stabtheory.simulations import generalization
 
+# isort: split
+from stabtheory.simulations import phenomenon
+
 __all__ = [
     "STUDIES",
     "DrawResult",
@@ -39,6 +43,7 @@ __all__ = [
     "finetune",
     "generalization",
     "head",
+    "phenomenon",
     "register_study",
     "stabilizers",
 ]
