@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "DivergenceError",
+    "DivergenceWarning",
     "InvalidArgumentError",
     "InvalidDataError",
     "MaxMarginConvergenceError",
@@ -31,6 +32,12 @@ class InvalidArgumentError(InvalidDataError):
 
 class DivergenceError(StabtheoryError, FloatingPointError):
     """A training run produced non-finite values; the message names the step to try."""
+
+
+class DivergenceWarning(UserWarning):
+    """A training run produced non-finite values where the result still stands (a check then
+    reports the ``finite weights`` assumption failed, never a violation); the message names
+    the step to try."""
 
 
 class NotSeparableError(StabtheoryError, ValueError):

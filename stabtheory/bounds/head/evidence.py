@@ -8,6 +8,7 @@ several theorems make are here too.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,7 @@ from stabtheory.bounds.head.lemmas import (
 )
 from stabtheory.bounds.theorem import Assumption, BoundCheck, all_hold, tolerance
 from stabtheory.data import validate
-from stabtheory.errors import NotSeparableError
+from stabtheory.errors import DivergenceWarning, NotSeparableError
 from stabtheory.linear_heads import (
     HeadRuns,
     per_sample_stability,
@@ -271,6 +272,13 @@ def head_evidence(
     radius_loo = np.full(nn, norms[order[-1]])
     radius_loo[order[-1]] = norms[order[-2]]
     w = np.asarray(sim.trajectory.w, dtype=np.float64).mean(axis=-2)  # (runs, C, d)
+    if not np.all(np.isfinite(w)):
+        warnings.warn(
+            f"training diverged (non-finite weights) with lr={lr:g}: the theorems do not apply "
+            f"to these runs; try lr <= 1/R^2 = {1 / float(norms.max()) ** 2:.4g}.",
+            DivergenceWarning,
+            stacklevel=2,
+        )
     with np.errstate(invalid="ignore", divide="ignore"):
         directions = w / np.linalg.norm(w, axis=-1, keepdims=True)
     margins = directions @ Z.T  # (runs, C, n)
