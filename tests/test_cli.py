@@ -191,11 +191,11 @@ def test_claim_plot_uses_a_log_axis_only_over_a_decade():
 
 @pytest.fixture(scope="module")
 def stabilizers_report(tmp_path_factory):
-    """``stabtheory verify --quick --study stabilizers`` (not a default study)."""
+    """``stabtheory verify --quick --study stabilizers phenomenon`` (the studies that are not
+    run by default)."""
     out = tmp_path_factory.mktemp("stabilizers")
-    status = cli.main(
-        ["verify", "--quick", "--study", "stabilizers", "--out", str(out), "--no-progress"]
-    )
+    argv = ["verify", "--quick", "--study", "stabilizers", "phenomenon", "--out", str(out)]
+    status = cli.main([*argv, "--no-progress"])
     return status, out
 
 
@@ -208,6 +208,10 @@ def test_verify_stabilizers_study_reports_verdicts(stabilizers_report):
     for c in report["claims"]:
         assert (tmp_path / c["figure"]).exists()
     assert "Stabilizers across seeds" in (tmp_path / "report.md").read_text()
+    # the attention testbed's phenomenon (issue 17): per-setting failure rates
+    settings = report["phenomenon"]["settings"]
+    keys = {"n", "optimizer", "seeds", "failure_rate", "failure_ci", "accuracy_std"}
+    assert settings and all(keys <= set(s) for s in settings)
 
 
 def test_every_registered_study_runs_its_quick_spec(quick_report, stabilizers_report):
