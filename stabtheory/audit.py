@@ -35,6 +35,7 @@ from stabtheory.data import add_bias as _with_bias
 from stabtheory.data import validate
 from stabtheory.errors import InvalidArgumentError, InvalidDataError
 from stabtheory.linear_heads import LOSSES
+from stabtheory.validation import check_real
 
 __all__ = ["Audit", "audit", "check_row", "describe", "fix_for", "load_features"]
 
@@ -116,6 +117,8 @@ def _column(path: Path, header: list[str], label: str) -> int:
 def _binary_labels(y) -> tuple[np.ndarray, dict | None]:
     """Labels in {-1, +1}, and the mapping used when they were not (two distinct values)."""
     y = np.asarray(y)
+    if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
+        raise InvalidDataError("y has NaN or infinite labels; remove those samples first.")
     values = np.unique(y)
     if len(values) != 2:
         raise InvalidDataError(
@@ -397,8 +400,7 @@ def audit(
         raise InvalidArgumentError(f"loss must be one of {LOSSES}, got {loss!r}.")
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
         raise InvalidArgumentError(f"steps must be an integer >= 1, got {steps!r}.")
-    if lr is not None and not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
-        raise InvalidArgumentError(f"lr must be a finite number > 0, got {lr!r}.")
+    lr = check_real("lr", lr, low=0.0, allow_none=True)
     radius = float(np.linalg.norm(X, axis=1).max())
     if radius == 0:
         raise InvalidDataError("every feature vector is zero: nothing to learn.")

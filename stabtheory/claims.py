@@ -272,12 +272,16 @@ def verdict(
     s = sweep_statistics(parameter_values, per_sample, n_boot=n_boot, level=level, seed=seed)
     x = parameter_values if draw_parameters is None else draw_parameters
     slope = elasticity(x, per_sample, bounds=bounds, level=level)
+    # An elasticity undefined on several draws (a mean instability of exactly 0 somewhere: no
+    # logarithm) does not veto; tau and the effect decide, and Holm takes the sign test's p.
+    # One draw alone is never decisive (no interval over draws).
+    undefined = slope.draws < 2 and s.replicates >= 2
     word = decide(
         s.tau_ci,
         s.effect,
         s.effect_ci,
         claim.predicted_sign,
-        slope_ci=slope.ci,
+        slope_ci=None if undefined else slope.ci,
         min_effect=min_effect,
     )
     return RegimeVerdict(
@@ -348,13 +352,20 @@ def _holm(counted: list[RegimeVerdict]) -> list[RegimeVerdict]:
     another statistic (no ``slope``, e.g. the stabilizer study's two-sample comparisons) keep
     their verdict and are not in the family."""
     tested = [k for k, r in enumerate(counted) if r.slope is not None]
-    adjusted = dict(zip(tested, holm([counted[k].slope.p for k in tested]), strict=True))
+    pvalues = [_p(counted[k]) for k in tested]
+    adjusted = dict(zip(tested, holm(pvalues), strict=True))
     out = list(counted)
     for k, a in adjusted.items():
         r = counted[k]
         word = r.verdict if a <= FAMILY_WISE else "inconclusive"
         out[k] = dataclasses.replace(r, p_holm=float(a), verdict=word)
     return out
+
+
+def _p(r: RegimeVerdict) -> float:
+    """A regime's p-value for Holm: its elasticity's t-test, or, where the elasticity is
+    undefined (a mean instability of 0), the sign test on its per-draw taus."""
+    return r.slope.p if math.isfinite(r.slope.p) else r.sign_p
 
 
 def _votes(counted: list[RegimeVerdict]) -> dict[str, str]:

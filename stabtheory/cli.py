@@ -82,8 +82,12 @@ def _verify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.replicates is not None and args.replicates < 1:
-        print("error: --replicates must be at least 1.", file=sys.stderr)
+    if args.replicates is not None and args.replicates < 2:
+        print(
+            "error: --replicates must be at least 2 (a verdict needs an interval over "
+            "independent draws).",
+            file=sys.stderr,
+        )
         return 2
     import jax
     import matplotlib

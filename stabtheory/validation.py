@@ -25,9 +25,15 @@ __all__ = [
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    )
+    if isinstance(value, bool | np.bool_) or not isinstance(
+        value, int | float | np.integer | np.floating
+    ):
+        return False
+    try:
+        float(value)
+    except OverflowError:  # an int too large for a float
+        return False
+    return True
 
 
 def check_real(
@@ -54,6 +60,8 @@ def check_real(
     """
     if value is None and allow_none:
         return None
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()  # a 0-d array is its number
     parts = []
     if low is not None:
         parts.append(f"{'>' if low_open else '>='} {low:g}")
@@ -62,12 +70,12 @@ def check_real(
     wanted = "a finite number" + (" " + " and ".join(parts) if parts else "")
     wanted += " (or None)" if allow_none else ""
     if not _is_number(value) or not np.isfinite(value):
-        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r}.")
+        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r:.80}.")
     v = float(value)
     if low is not None and (v <= low if low_open else v < low):
-        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r}.")
+        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r:.80}.")
     if high is not None and (v >= high if high_open else v > high):
-        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r}.")
+        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r:.80}.")
     return v
 
 
@@ -88,9 +96,9 @@ def check_integer(
     wanted = "an integer" + (" " + " and ".join(parts) if parts else "")
     wanted += " (or None)" if allow_none else ""
     if not isinstance(value, int | np.integer) or isinstance(value, bool | np.bool_):
-        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r}.")
+        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r:.80}.")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r}.")
+        raise InvalidArgumentError(f"{name} must be {wanted}, got {value!r:.80}.")
     return int(value)
 
 
@@ -131,7 +139,7 @@ def check_choice(name: str, value, options) -> str:
       'logistic'
     """
     if not isinstance(value, str) or value not in options:
-        raise InvalidArgumentError(f"{name} must be one of {tuple(options)}, got {value!r}.")
+        raise InvalidArgumentError(f"{name} must be one of {tuple(options)}, got {value!r:.80}.")
     return value
 
 
@@ -152,10 +160,12 @@ def check_float_dtype(name: str, dtype) -> np.dtype:
 def check_finite_array(name: str, value, shapes=None) -> np.ndarray:
     """A finite float array (of one of ``shapes`` when given), or
     :class:`~stabtheory.errors.InvalidArgumentError` naming ``name``."""
+    if np.iscomplexobj(value):
+        raise InvalidArgumentError(f"{name} must be real, got complex entries.")
     try:
         a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise InvalidArgumentError(f"{name} must be a numeric array, got {value!r}.") from err
+        raise InvalidArgumentError(f"{name} must be a numeric array, got {value!r:.80}.") from err
     if shapes is not None and a.shape not in shapes:
         raise InvalidArgumentError(
             f"{name} must have shape {' or '.join(map(str, shapes))}, got {a.shape}."

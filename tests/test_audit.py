@@ -95,6 +95,14 @@ def test_bad_arguments_name_the_argument(kwargs, name):
 def test_labels_need_exactly_two_values():
     with pytest.raises(InvalidDataError, match="two distinct labels"):
         audit(np.eye(3), [0, 1, 2])
+    with pytest.raises(InvalidDataError, match="NaN"):
+        audit(np.eye(3), [1.0, np.nan, 1.0])
+
+
+def test_numpy_scalars_are_valid_arguments():
+    ds = data.planted_margin(10, 2, 0.2, seed=0)
+    a = audit(ds.X, ds.y, lr=np.float32(0.25), steps=np.int64(20))
+    assert a.lr == 0.25 and a.steps[-1] == 20
 
 
 def test_load_features_reads_npz_npy_and_csv(tmp_path):

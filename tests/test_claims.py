@@ -85,3 +85,16 @@ def test_a_negligible_effect_is_never_decisive():
     claim = HEAD_CLAIMS["head.margin"]
     values = [np.full(20, 1.0 + k * 1e-15) for k in range(4)][::-1]
     assert verdict(claim, [1, 2, 3, 4], values).verdict == "inconclusive"
+
+
+def test_a_sweep_reaching_zero_instability_is_decided_by_tau_and_effect():
+    """log 0 is undefined: the elasticity cannot be formed, so it does not veto; Holm then
+    takes the sign test of the per-draw taus (10 draws: p = 2 / 2^10)."""
+    claim = HEAD_CLAIMS["head.margin"]
+    rng = np.random.default_rng(0)
+    x = [1.0, 2.0, 4.0]
+    falling = [v + 0.01 * v * rng.random((10, 20)) for v in (1.0, 0.5, 0.0)]
+    r = verdict(claim, x, falling)
+    assert r.slope.draws == 0 and r.verdict == "supported"
+    v = combine(claim, "loo.direction", [r])
+    assert v.verdict == "supported" and v.regimes[0].p_holm == r.sign_p < 0.01

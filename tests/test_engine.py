@@ -151,6 +151,10 @@ def test_a_second_run_on_one_out_waits_for_a_claimed_chunk(tmp_path):
     ex = engine.Executor(tmp_path)
     assert ex.run([late], lambda c: "computed") == ["computed"]
     assert ex.computed == 1 and not lock.exists()
+    # a run releases only its own claim
+    lock.write_text(f"{socket.gethostname()} {dead}0")
+    ex.release(late)
+    assert lock.exists()
 
 
 def test_chunks_split_by_process(tmp_path):

@@ -50,8 +50,9 @@ def _inline(text: str) -> str:
 
 
 def _image(alt: str, name: str, folder: Path) -> str:
-    path = folder / name
-    if path.is_file():
+    path = (folder / name).resolve()
+    inside = path.parent == Path(folder).resolve() and path.suffix == ".png"
+    if inside and path.is_file():  # only the report's own PNG figures are inlined
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         src = f"data:image/png;base64,{data}"
     else:  # a missing figure stays a link, never a broken page
@@ -103,8 +104,10 @@ def to_html(markdown: str, folder: Path, *, title: str = "stabtheory verify repo
             while k < len(lines) and (lines[k].startswith("- ") or lines[k].startswith("  ")):
                 if lines[k].startswith("- "):
                     items.append(_inline(lines[k][2:]))
+                elif items:
+                    items[-1] += "<br>" + _inline(lines[k].strip())
                 else:
-                    items[-1] += "<br>" + _inline(lines[k].strip()) if items else ""
+                    items.append(_inline(lines[k].strip()))
                 k += 1
             body.append("<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
             continue

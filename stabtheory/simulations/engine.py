@@ -189,6 +189,11 @@ def environment(replicates: dict[str, int]) -> dict:
     }
 
 
+def _owner() -> str:
+    """This process's claim text: ``host pid``."""
+    return f"{socket.gethostname()} {os.getpid()}"
+
+
 def _stale(lock: Path) -> bool:
     """Whether a chunk's claim is left over: its process is gone (same host), or it is older
     than :data:`STALE_LOCK_S`, or it cannot be read."""
@@ -291,25 +296,42 @@ class Executor:
             return True
         lock = path.with_suffix(".lock")
         lock.parent.mkdir(parents=True, exist_ok=True)
-        owner = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(2):
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if not _stale(lock):
-                    return False
-                lock.unlink(missing_ok=True)  # a dead run's claim: take it over
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(owner)
-            return True
-        return False
+        fd, tmp = tempfile.mkstemp(dir=lock.parent, prefix=".claim-")
+        with os.fdopen(fd, "w") as f:
+            f.write(_owner())
+        try:
+            for _ in range(2):
+                try:
+                    os.link(tmp, lock)  # appears with its owner in one step, or not at all
+                    return True
+                except FileExistsError:
+                    if not _stale(lock):
+                        return False
+                    # a dead run's claim: move it aside (one taker wins the rename)
+                    aside = lock.with_name(f".stale-{os.getpid()}-{lock.name}")
+                    try:
+                        os.replace(lock, aside)
+                    except FileNotFoundError:
+                        continue
+                    if not _stale(aside):  # a live claim slipped in: put it back
+                        os.replace(aside, lock)
+                        return False
+                    aside.unlink(missing_ok=True)
+            return False
+        finally:
+            os.unlink(tmp)
 
     def release(self, chunk: Chunk) -> None:
         """Remove this run's claim on ``chunk`` (after saving it, or when computing failed)."""
         path = self._path(chunk)
-        if path is not None:
-            path.with_suffix(".lock").unlink(missing_ok=True)
+        if path is None:
+            return
+        lock = path.with_suffix(".lock")
+        try:
+            if lock.read_text() == _owner():  # never another run's claim
+                lock.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def _compute(self, chunk: Chunk, compute: Callable[[Chunk], Any]) -> Any:
         """Compute a claimed chunk, unless the run that held the claim before saved it in the
