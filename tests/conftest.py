@@ -7,6 +7,7 @@ examples by default so that the whole suite stays fast on two cores; set
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -47,3 +48,14 @@ def _float64_enabled():
     """Every test runs with float64 enabled in JAX (theory checks are float64)."""
     assert jax.config.jax_enable_x64, "stabtheory must enable jax_enable_x64 on import"
     yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Free each test module's compiled programs when it ends. Every XLA CPU executable holds
+    memory mappings, and one pytest process over the whole suite otherwise passes the kernel's
+    ``vm.max_map_count`` (65530 here): compilation then crashes (a segfault, seen in CI at
+    about 60% of the suite; one bad-input test alone adds about 1,000 mappings)."""
+    yield
+    jax.clear_caches()
+    gc.collect()
