@@ -310,9 +310,9 @@ def figures(ft: FineTuneStudy, out: Path) -> list[str]:
     late = len(spec.steps) - 1
     claim_sweeps = sweeps(ft)
     for notion, measures in MEASURES.items():
-        fig, axes = plt.subplots(1, 3, figsize=(15.6, 8.4))
+        fig, axes = plt.subplots(1, 5, figsize=(26.0, 8.4))
         for ax, (claim_id, parameter) in zip(
-            axes,
+            axes[:3],
             (("ft.n", "n"), ("ft.lipschitz", "rho"), ("ft.distance", "distance")),
             strict=True,
         ):
@@ -348,6 +348,7 @@ def figures(ft: FineTuneStudy, out: Path) -> list[str]:
             )
             # up to 15 curves per panel: the legend goes below the axes, not over the data
             ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
+        _fig_ft2_panels(ft, notion, measures, axes[3:])
         fig.suptitle(
             f"Full fine-tuning: instability {notion} against the measured quantity "
             "of each claim (mean over i, 95% bootstrap interval)",
@@ -355,3 +356,34 @@ def figures(ft: FineTuneStudy, out: Path) -> list[str]:
         )
         names.append(save_figure(fig, out, f"claims_ft_{notion.split('.')[1]}.png"))
     return names
+
+
+def _fig_ft2_panels(ft: FineTuneStudy, notion: str, measures, axes) -> None:
+    """The panels of FT-2's predictions: ``ft.lr`` (GD at the early checkpoint against the
+    measured step) and ``ft.steps`` (GD against t up to the early checkpoint, each task's
+    base configuration)."""
+    spec = ft.spec
+    steps = list(spec.steps)
+    early = steps.index(spec.early_step) if spec.early_step in steps else 1
+    gd = [(label, kind) for label, kind in measures if not kind.startswith("min")]
+    curves = {}
+    for task, _knob, idx in sweeps(ft).get("ft.lr", []):
+        idx = sorted(idx, key=lambda j: ft.configs[j]["lr"])
+        xs = [ft.configs[j]["lr"] for j in idx]
+        for label, kind in gd:
+            curves[f"{task}, {label} (lr_fraction)"] = (
+                xs,
+                [ft.stability[j][kind][early] for j in idx],
+            )
+    plot_claim(f"step eta (GD at t = {steps[early]})", curves, ax=axes[0], title="ft.lr")
+    axes[0].legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
+    curves = {}
+    for task in spec.tasks:
+        (k,) = ft.find(**dataclasses.asdict(spec.base(task)))
+        for label, kind in gd:
+            curves[f"{task}, {label} (base)"] = (
+                [float(t) for t in steps[: early + 1]],
+                [ft.stability[k][kind][r] for r in range(early + 1)],
+            )
+    plot_claim("GD step t", curves, ax=axes[1], title="ft.steps")
+    axes[1].legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
