@@ -21,11 +21,13 @@ Intervals are Student-t intervals of a mean over the independent draws (:func:`m
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stabtheory.elasticities import t_interval
 from stabtheory.errors import InvalidArgumentError
 from stabtheory.linear_heads import log_loss, loo_weights, replace_one_weights
 from stabtheory.validation import check_integer, check_real
@@ -144,11 +146,10 @@ def mean_interval(values, level: float = 0.95) -> tuple[float, float]:
         raise InvalidArgumentError(f"an interval of a mean needs at least 2 draws, got {x.size}.")
     if not 0.0 < level < 1.0:
         raise InvalidArgumentError(f"level must be in (0, 1), got {level}.")
-    from scipy.stats import t  # scipy.stats only loads when an interval is asked for
-
-    half = float(t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
-    mean = float(x.mean())
-    return float(mean - half), float(mean + half)
+    if np.isnan(x).any():  # an undefined draw leaves the interval undefined
+        return math.nan, math.nan
+    lo, hi, _ = t_interval(x, level)
+    return lo, hi
 
 
 @dataclasses.dataclass(frozen=True)

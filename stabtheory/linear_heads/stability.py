@@ -33,6 +33,7 @@ from stabtheory.validation import (
     check_float_dtype,
     check_integer,
     check_real,
+    check_steps,
     validate,
 )
 
@@ -253,12 +254,7 @@ def _check_training(loss, optimizer, heads_per_run, dtype, batch_size=None) -> N
 
 
 def _checkpoints(steps) -> jax.Array:
-    c = np.atleast_1d(np.asarray(steps))
-    if c.ndim != 1 or not np.issubdtype(c.dtype, np.integer) or (c < 0).any():
-        raise InvalidDataError(f"steps must be non-negative integers, got {steps!r}.")
-    if (np.diff(c) < 0).any():
-        raise InvalidDataError("checkpoint steps must be non-decreasing.")
-    return jnp.asarray(c)
+    return jnp.asarray(check_steps("steps", steps))
 
 
 def _start(init, runs: int, K: int, d: int, dtype) -> jax.Array:

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stabtheory import full_finetuning as ff
+from stabtheory.errors import InvalidArgumentError
 from stabtheory.linear_heads import loo_weights, static_checkpoints
 from stabtheory.validation import check_real, check_steps
 
@@ -96,7 +97,9 @@ class FTEvidence:
         pre-trained flat weights (taken from the module when omitted); the head-tuning
         arguments are ignored."""
         if model is None:
-            raise ValueError("a fine-tuning theorem needs model= (an nnx.Module or apply(w, x)).")
+            raise InvalidArgumentError(
+                "model: a fine-tuning theorem needs model= (an nnx.Module or apply(w, x))."
+            )
         from flax import nnx
 
         apply = model
@@ -104,8 +107,8 @@ class FTEvidence:
             apply, w_module, _ = ff.as_function(model)
             params = w_module if params is None else params
         if params is None:
-            raise ValueError(
-                "a fine-tuning theorem needs params= (the pre-trained flat weights w0)."
+            raise InvalidArgumentError(
+                "params: a fine-tuning theorem needs params= (the pre-trained flat weights w0)."
             )
         steps = check_steps("steps", steps)
         ff.check_model(apply, params, X)
