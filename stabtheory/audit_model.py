@@ -38,7 +38,10 @@ def model_fix_for(a: Assumption, *, lr: float | None) -> str:
             "outside FT-1/FT-2)"
         )
     if a.name.startswith("eta"):
-        return "a smaller step: lr <= 1/lambda_max (the default, 0.9/lambda_max, satisfies it)"
+        return (
+            "a smaller step: lr <= 1/lambda_max (the default, 0.9/lambda_max with the "
+            "largest lambda_max along the path, satisfies it)"
+        )
     if a.name == "CG residual":
         return "a better-conditioned problem (larger lam)"
     if a.name == "Taylor faithful":
@@ -53,7 +56,8 @@ class ModelAudit:
     Attributes:
       n, d, p: the data's size and width, the model's number of weights.
       lam, lr, steps: the L2-SP pull, the GD step (``None``: the default
-        ``0.9 / lambda_max``), the GD checkpoints of FT-2.
+        ``0.9 / lambda_max``, lambda_max the largest along pilot runs,
+        :func:`~stabtheory.bounds.finetune.path_lr`), the GD checkpoints of FT-2.
       checks: every fine-tuning theorem's :class:`~stabtheory.bounds.BoundCheck`.
     """
 
@@ -85,7 +89,7 @@ class ModelAudit:
 
     def summary(self) -> str:
         """The audit in words."""
-        lr = "0.9 / lambda_max (default)" if self.lr is None else f"{self.lr:.4g}"
+        lr = "0.9 / lambda_max along the path (default)" if self.lr is None else f"{self.lr:.4g}"
         lines = [
             f"model: p = {self.p} weights; data: n = {self.n}, d = {self.d}; lam = {self.lam}, "
             f"lr = {lr}, GD checkpoints {list(self.steps)}; the theorems are checked on the "
@@ -105,7 +109,8 @@ def audit_model(
       X, y: features (n, d) and labels in {-1, +1} or {0, 1}.
       params: the pre-trained flat weights (taken from the module when omitted).
       lam: the L2-SP pull (> 0 for the theorems to apply).
-      lr: the GD step; default ``0.9 / lambda_max``.
+      lr: the GD step; default ``0.9 / lambda_max`` (the largest Gauss-Newton and true-Hessian
+        top eigenvalue at w0 and along pilot runs, :func:`~stabtheory.bounds.finetune.path_lr`).
       steps: the GD checkpoints of FT-2.
 
     Raises:

@@ -237,7 +237,7 @@ class CountingApply:
 def test_evidence_batches_of_one_shape_trace_once(bed):
     """Designs, lam, lr, the checkpoint values and the batch's problems are traced: a batch
     of the same (n, p, C, capacity) runs the compiled program, and so does a reference of the
-    same shape."""
+    same shape (n, p, C: its pilot passes run to the checkpoints)."""
     apply = CountingApply(bed.apply)
     ft.ft_evidence_batch(apply, problems(bed), steps=STEPS, pad_to=10, capacity=3)
     ft.ft_reference(apply, bed.w0, bed.X, bed.y, lam=0.1, steps=STEPS)
@@ -246,5 +246,5 @@ def test_evidence_batches_of_one_shape_trace_once(bed):
     design = ff.FTDesign(tilt=0.5, shift=0.3, scale=3.0, seed=2)
     others = [ft.FTProblem(bed.w0, bed.X[:6], bed.y[:6], lam=0.2, lr=0.05, design=design)]
     ft.ft_evidence_batch(apply, others * 2, steps=(2, 20, 40), pad_to=10, capacity=3)
-    ft.ft_reference(apply, 0.5 * np.asarray(bed.w0), bed.X, bed.y, lam=0.3, steps=(1, 7))
+    ft.ft_reference(apply, 0.5 * np.asarray(bed.w0), bed.X, bed.y, lam=0.3, steps=(1, 7, 9))
     assert apply.calls == traced

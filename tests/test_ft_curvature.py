@@ -89,8 +89,8 @@ def test_lanczos_steps_suffice_when_p_exceeds_them(bed):
     tm = ff.taylor_expand(bed.apply, w0, bed.X, bed.y)
     _, lam_c, a = ff.apply_design(tm, 0.1, 0.3, 0.2, 2.0, jnp.asarray(xi), jnp.asarray(v))
     F = dense_objective(bed.apply, w0, bed.X, bed.y, jnp.ones(ev.n), lam_c, a, 2.0)
-    assert ev.hessian_max.shape == (1 + len(STEPS),)
-    for j, w in enumerate([w0, *jnp.asarray(ev.w_real[0])]):
+    assert ev.hessian_max.shape == (2 + len(STEPS),)  # w0, the checkpoints, the stationary end
+    for j, w in enumerate([w0, *jnp.asarray(ev.w_real[0]), jnp.asarray(ev.w_stat[0])]):
         e = np.linalg.eigvalsh(np.asarray(jax.hessian(F)(w)))
         np.testing.assert_allclose([ev.hessian_min[j], ev.hessian_max[j]], [e[0], e[-1]], rtol=1e-8)
         np.testing.assert_allclose(ev.grad_norm[j], np.linalg.norm(jax.grad(F)(w)), rtol=1e-10)
@@ -99,12 +99,13 @@ def test_lanczos_steps_suffice_when_p_exceeds_them(bed):
 
 
 @pytest.mark.parametrize("lr_fraction", [0.5, 0.9, 1.9])
-def test_default_step_is_set_from_both_curvatures(bed, lr_fraction):
-    """lr = lr_fraction / max(Gauss-Newton lambda_max over S and every S\\i, the true Hessian's
-    at w0 on S): the real GD starts inside its stability region (eta lambda_max / 2 < 1 at w0
-    for lr_fraction < 2), and the Taylor GD and the real GD take the same step."""
+def test_the_step_set_at_w0_uses_both_curvatures(bed, lr_fraction):
+    """Without pilot passes, lr = lr_fraction / max(Gauss-Newton lambda_max over S and every
+    S\\i, the true Hessian's at w0 on S): the real GD starts inside its stability region
+    (eta lambda_max / 2 < 1 at w0 for lr_fraction < 2), and the Taylor GD and the real GD take
+    the same step."""
     ev = ft.ft_evidence(
-        bed.apply, bed.w0, bed.X, bed.y, lam=0.1, lr_fraction=lr_fraction, steps=(1,)
+        bed.apply, bed.w0, bed.X, bed.y, lam=0.1, lr_fraction=lr_fraction, steps=(1,), passes=0
     )
     lr = ev.config["lr"]
     assert lr == pytest.approx(lr_fraction / max(ev.lam_max.max(), ev.hessian_max[0]), rel=1e-15)
@@ -116,6 +117,70 @@ def test_default_step_is_set_from_both_curvatures(bed, lr_fraction):
     np.testing.assert_allclose(ev.w_real[0, 0], w0 - lr * jax.grad(F)(w0), rtol=1e-12)
     gbar = np.asarray(ev.tm.grads).mean(axis=0)
     np.testing.assert_allclose(ev.w_gd[0, 0], np.asarray(w0) - lr * gbar, rtol=1e-12)
+
+
+@pytest.mark.parametrize("passes", [1, 2])
+def test_the_default_step_is_set_along_pilot_runs(bed, passes):
+    """The default step (path_lr): each pilot pass runs GD on S with the current step to the
+    checkpoints and lowers it to lr_fraction over the largest top eigenvalue met so far
+    (dense Hessians here), so it never exceeds the step set at w0."""
+    steps, lam, frac = (1, 10, 60), 0.1, 0.9
+    ev = ft.ft_evidence(
+        bed.apply, bed.w0, bed.X, bed.y, lam=lam, steps=steps, passes=passes, max_steps=0
+    )
+    w0 = jnp.asarray(bed.w0)
+    F = dense_objective(bed.apply, w0, bed.X, bed.y, jnp.ones(ev.n), lam)
+    hess = jax.jit(jax.hessian(F))
+    top = [float(np.linalg.eigvalsh(np.asarray(hess(w0)))[-1])]
+    gn = float(ev.lam_max.max())
+    lr = frac / max(gn, top[0])
+    for _ in range(passes):
+        w, t = w0, 0
+        for c in steps:
+            for _ in range(c - t):
+                w = w - lr * jax.grad(F)(w)
+            t = c
+            top.append(float(np.linalg.eigvalsh(np.asarray(hess(w)))[-1]))
+        lr = min(lr, frac / max(gn, max(top)))
+    assert ev.config["lr"] == pytest.approx(lr, rel=1e-7)
+    assert ev.config["lr"] <= frac / max(gn, top[0]) * (1 + 1e-15)
+
+
+def test_real_runs_go_on_to_the_stationarity_tolerance(bed):
+    """After the last checkpoint every real run (S and every S\\i) continues by GD until its
+    own relative gradient norm is at most tol: where it stopped the gradient is below it,
+    one step earlier it was not, and a cap of 0 stops at the last checkpoint."""
+    tol = 1e-4
+    ev = ft.ft_evidence(bed.apply, bed.w0, bed.X, bed.y, lam=0.1, steps=STEPS, tol=tol)
+    assert ev.stationary and ev.w_stat.shape == (ev.n + 1, ev.tm.w0.shape[0])
+    assert np.all(ev.stat_ratio <= tol) and ev.config["tol"] == tol
+    w0, lr = jnp.asarray(bed.w0), ev.config["lr"]
+    masks = np.asarray(jnp.concatenate([jnp.ones((1, ev.n)), 1 - jnp.eye(ev.n)]))
+    for r in (0, 3):
+        F = dense_objective(bed.apply, w0, bed.X, bed.y, jnp.asarray(masks[r]), 0.1)
+        g0 = np.linalg.norm(jax.grad(F)(w0))
+        w = jnp.asarray(ev.w_real[r, -1])
+        for _ in range(int(ev.stat_steps[r])):
+            assert np.linalg.norm(jax.grad(F)(w)) / g0 > tol
+            w = w - lr * jax.grad(F)(w)
+        np.testing.assert_allclose(w, ev.w_stat[r], rtol=1e-9, atol=1e-12)
+        assert ev.stat_ratio[r] == pytest.approx(np.linalg.norm(jax.grad(F)(w)) / g0, rel=1e-9)
+    assert ft.stationarity(ev) == pytest.approx(ev.stat_ratio[0], rel=1e-9)
+    capped = ft.ft_evidence(bed.apply, bed.w0, bed.X, bed.y, lam=0.1, steps=STEPS, max_steps=0)
+    np.testing.assert_array_equal(capped.w_stat, capped.w_real[:, -1])
+    assert not capped.stat_steps.any()
+
+
+def test_gd_to_tolerance_respects_its_cap_and_freezes_finished_runs():
+    apply = lambda w, x: w @ x  # noqa: E731
+    X, y, w0 = jnp.eye(2), jnp.array([1.0, -1.0]), jnp.zeros(2)
+    S = jnp.array([[1.0, 1.0], [1.0, 0.0]])
+    st = ff.gd_to_tolerance(apply, jnp.zeros((2, 2)), w0, X, y, S, 0.5, 0.1, tol=1e-12, max_steps=7)
+    assert st.steps.tolist() == [7, 7] and np.all(st.ratio > 1e-12)
+    loose = ff.gd_to_tolerance(
+        apply, jnp.zeros((2, 2)), w0, X, y, S, 0.5, 0.1, tol=0.5, max_steps=1000
+    )
+    assert np.all(loose.ratio <= 0.5) and np.all(loose.steps < 1000)
 
 
 def test_an_explicit_step_is_kept(bed):
@@ -132,7 +197,10 @@ def test_evidence_without_the_real_network_has_the_curvature_at_w0(bed):
     with pytest.raises(ValueError, match="real=True"):
         ft.stationarity(ev)
     top = max(ev.lam_max.max(), ev.hessian_max[0])
-    assert ev.edge_of_stability == pytest.approx(0.9 / 2 * ev.hessian_max[0] / top, rel=1e-15)
+    assert ev.config["lr"] <= 0.9 / top * (1 + 1e-15)  # the pilot passes only lower it
+    assert ev.edge_of_stability == pytest.approx(ev.config["lr"] * ev.hessian_max[0] / 2)
+    with_real = ft.ft_evidence(bed.apply, bed.w0, bed.X, bed.y, lam=0.1, steps=(1,))
+    assert with_real.config["lr"] == ev.config["lr"]  # the step does not depend on `real`
 
 
 def test_true_hessian_psd_check_is_reported_on_the_real_row(bed):
@@ -145,7 +213,7 @@ def test_true_hessian_psd_check_is_reported_on_the_real_row(bed):
     e = np.linalg.eigvalsh(np.asarray(jax.hessian(mean_loss)(w0)))
     assert ft.hessian_min_eig(ev) == pytest.approx(e[0], rel=1e-8)
     assert ft.curvature_ratio(ev)[0] == pytest.approx(e[0] / e[-1], rel=1e-8)
-    assert ft.curvature_ratio(ev).shape == (1 + len(STEPS),)
+    assert ft.curvature_ratio(ev).shape == (2 + len(STEPS),)
     psd = ft.true_hessian_psd(ev)
     assert psd.value == ft.hessian_min_eig(ev) and e[0] < psd.threshold and not psd.holds
     assert psd.threshold < 0 and abs(psd.threshold) < 1e-10 * e[-1]

@@ -46,8 +46,9 @@ def check_bound(
     Full fine-tuning (``ft.*``): pass ``model`` (a flax ``nnx.Module`` with one logit, or a
     function ``apply(w, x)`` of flat weights) and ``params`` (the pre-trained flat weights w0;
     taken from the module when omitted), ``lam`` (pull toward w0, > 0 for Lam > 0), ``lr``
-    (default ``0.9 / lambda_max``) and ``steps`` (GD checkpoints of ``ft.FT2``). The Taylor model
-    uses the logistic loss and the Gauss-Newton curvature.
+    (default ``0.9 / lambda_max``, the largest top eigenvalue of the Gauss-Newton and of the
+    true Hessian at w0 and along pilot runs: ``path_lr``) and ``steps`` (GD checkpoints of
+    ``ft.FT2``). The Taylor model uses the logistic loss and the Gauss-Newton curvature.
 
     A theorem whose assumptions fail is reported as not applicable (``.applicable`` False,
     ``.holds`` None), never as violated or passed.

@@ -65,9 +65,11 @@ from stabtheory.full_finetuning.testbed import Testbed as Testbed
 from stabtheory.full_finetuning.testbed import TestbedConfig as TestbedConfig
 from stabtheory.full_finetuning.testbed import make_testbed as make_testbed
 from stabtheory.full_finetuning.testbed import pretrained_family as pretrained_family
+from stabtheory.full_finetuning.training import Stationary as Stationary
 from stabtheory.full_finetuning.training import finetune_runs as finetune_runs
 from stabtheory.full_finetuning.training import gd_finetune as gd_finetune
 from stabtheory.full_finetuning.training import gd_step as gd_step
+from stabtheory.full_finetuning.training import gd_to_tolerance as gd_to_tolerance
 from stabtheory.full_finetuning.training import jit_finetune_runs as jit_finetune_runs
 
 __all__ = [
@@ -83,6 +85,7 @@ __all__ = [
     "MLPEncoder",
     "PretrainConfig",
     "PretrainResult",
+    "Stationary",
     "Task",
     "TaskKind",
     "TaylorModel",
@@ -102,6 +105,7 @@ __all__ = [
     "gd_finetune",
     "gd_path",
     "gd_step",
+    "gd_to_tolerance",
     "jit_finetune_runs",
     "l2sp_objective",
     "lanczos_extremes",

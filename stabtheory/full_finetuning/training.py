@@ -10,6 +10,7 @@ checkpoints (:func:`stabtheory.linear_heads.run_checkpoints`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +18,14 @@ import jax.numpy as jnp
 from stabtheory.full_finetuning.losses import data_term, l2sp_objective
 from stabtheory.linear_heads import run_checkpoints
 
-__all__ = ["finetune_runs", "gd_finetune", "gd_step", "jit_finetune_runs"]
+__all__ = [
+    "Stationary",
+    "finetune_runs",
+    "gd_finetune",
+    "gd_step",
+    "gd_to_tolerance",
+    "jit_finetune_runs",
+]
 
 
 def gd_step(
@@ -41,6 +49,96 @@ def gd_step(
         )
     )(w)
     return w - lr * g
+
+
+class Stationary(NamedTuple):
+    """Where :func:`gd_to_tolerance` stopped, per run.
+
+    Attributes:
+      w: (runs, p) the weights.
+      steps: (runs,) GD steps taken after the start (``max_steps`` where the tolerance was not
+        reached).
+      ratio: (runs,) ``||grad F_s(w)|| / ||grad F_s(w0)||`` at ``w``.
+    """
+
+    w: jax.Array
+    steps: jax.Array
+    ratio: jax.Array
+
+
+def gd_to_tolerance(
+    apply: Callable,
+    w_start: jax.Array,
+    w0: jax.Array,
+    X: jax.Array,
+    y: jax.Array,
+    sample_weights: jax.Array,
+    lr: jax.Array | float,
+    lam: jax.Array | float,
+    *,
+    tol: jax.Array | float,
+    max_steps: jax.Array | int,
+    linear: jax.Array | None = None,
+    scale: jax.Array | float = 1.0,
+) -> Stationary:
+    r"""Continue full-batch GD (:func:`gd_step`) on every run from ``w_start`` until its own
+    relative gradient norm ``||grad F_s(w)|| / ||grad F_s(w0)||`` is at most ``tol``, or
+    ``max_steps`` steps.
+
+    Run ``r`` (mask ``sample_weights[r]``) stops at its first iterate below the tolerance
+    (it is frozen there while the others go on; the loop ends when every run has stopped or
+    after ``max_steps``), so each run is the same GD as :func:`gd_finetune` with a stopping
+    rule of its own data. ``tol``, ``max_steps`` and ``lr`` are traced. Pure: no jit inside.
+
+    Args:
+      apply, w0, X, y, lr, lam, linear, scale: as in :func:`gd_finetune` (``w0`` the start of
+        training and the anchor of the pull; shared by the runs).
+      w_start: (runs, p) where each run continues from (e.g. its last checkpoint).
+      sample_weights: (runs, n) the masks.
+      tol: the relative gradient-norm tolerance, > 0.
+      max_steps: the most steps any run takes.
+
+    Returns:
+      :class:`Stationary`.
+
+    Example:
+      >>> apply = lambda w, x: w @ x
+      >>> X, y, w0 = jnp.eye(2), jnp.array([1.0, -1.0]), jnp.zeros(2)
+      >>> st = gd_to_tolerance(apply, w0[None], w0, X, y, jnp.ones((1, 2)), 1.0, 0.5,
+      ...                      tol=1e-6, max_steps=1000)
+      >>> bool(st.ratio[0] <= 1e-6), int(st.steps[0]) < 1000
+      (True, True)
+    """
+    w0 = jnp.asarray(w0, jnp.float64)
+    X, y = jnp.asarray(X, jnp.float64), jnp.asarray(y, jnp.float64)
+    S = jnp.asarray(sample_weights, jnp.float64)
+    lr, lam = jnp.asarray(lr, jnp.float64), jnp.asarray(lam, jnp.float64)
+    tol = jnp.asarray(tol, jnp.float64)
+    kw = {"linear": linear, "scale": scale}
+
+    def grad(w, s):
+        return jax.grad(lambda v: l2sp_objective(apply, v, w0, X, y, s, lam, **kw))(w)
+
+    g_ref = jax.vmap(lambda s: jnp.linalg.norm(grad(w0, s)))(S)
+
+    def ratios(W):
+        return jax.vmap(lambda w, s: jnp.linalg.norm(grad(w, s)))(W, S) / g_ref
+
+    def cond(state):
+        t, _, _, done = state
+        return (t < max_steps) & ~jnp.all(done)
+
+    def body(state):  # one gradient per run and step: it tests the tolerance and moves
+        t, W, steps, _ = state
+        G = jax.vmap(grad)(W, S)
+        done = jnp.linalg.norm(G, axis=1) / g_ref <= tol
+        W = jnp.where(done[:, None], W, W - lr * G)
+        return t + 1, W, steps + (~done).astype(steps.dtype), done
+
+    W = jnp.asarray(w_start, jnp.float64)
+    none = jnp.zeros(S.shape[0], bool)
+    _, W, steps, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), W, none.astype(jnp.int32), none))
+    return Stationary(W, steps, ratios(W))
 
 
 def gd_finetune(

@@ -21,10 +21,14 @@ measured numbers (:mod:`.faithfulness`).
 """
 
 from stabtheory.bounds.finetune.evidence import (
+    MAX_STEPS,
+    PILOT_PASSES,
+    STATIONARY_TOL,
     FTEvidence,
     FTProblem,
     ft_evidence,
     ft_evidence_batch,
+    path_lr,
 )
 from stabtheory.bounds.finetune.faithfulness import (
     DEPARTURE_THRESHOLD,
@@ -53,6 +57,9 @@ __all__ = [
     "FT1",
     "FT1L",
     "FT2",
+    "MAX_STEPS",
+    "PILOT_PASSES",
+    "STATIONARY_TOL",
     "THEOREMS",
     "FT1c",
     "FTEvidence",
@@ -70,6 +77,7 @@ __all__ = [
     "ft_reference",
     "hessian_min_eig",
     "loss_gap",
+    "path_lr",
     "real_departure",
     "stationarity",
     "true_hessian_psd",

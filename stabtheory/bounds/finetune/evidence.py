@@ -17,14 +17,18 @@ import numpy as np
 from stabtheory import full_finetuning as ff
 from stabtheory.errors import InvalidArgumentError
 from stabtheory.linear_heads import loo_weights, static_checkpoints
-from stabtheory.validation import check_real, check_steps
+from stabtheory.validation import check_integer, check_real, check_steps
 
 __all__ = [
+    "MAX_STEPS",
+    "PILOT_PASSES",
+    "STATIONARY_TOL",
     "FTEvidence",
     "FTProblem",
     "default_lr",
     "ft_evidence",
     "ft_evidence_batch",
+    "path_lr",
 ]
 
 
@@ -49,8 +53,13 @@ class FTEvidence:
       design: the :class:`~stabtheory.full_finetuning.FTDesign` it was run with.
       hessian_min, hessian_max, grad_norm: the true Hessian's extreme eigenvalues (Lanczos
         Ritz values, :func:`~stabtheory.full_finetuning.path_curvature`) and the gradient
-        norm of the real objective on S (the designed one, with the pull): (1 + C,) at w0
-        and at every checkpoint of the real run on S, or (1,) at w0 without the real network.
+        norm of the real objective on S (the designed one, with the pull): (2 + C,) at w0,
+        at every checkpoint of the real run on S and where it stopped (``w_stat[0]``), or
+        (1,) at w0 without the real network.
+      w_stat, stat_steps, stat_ratio: the real runs (S and every S\\i) continued after the last
+        checkpoint to the stationarity tolerance ``config["tol"]``
+        (:func:`~stabtheory.full_finetuning.gd_to_tolerance`): (n + 1, p) weights, (n + 1,)
+        steps taken after the last checkpoint, (n + 1,) relative gradient norms; or ``None``.
     """
 
     tm: ff.TaylorModel
@@ -73,6 +82,9 @@ class FTEvidence:
     hessian_min: np.ndarray | None = None
     hessian_max: np.ndarray | None = None
     grad_norm: np.ndarray | None = None
+    w_stat: np.ndarray | None = None
+    stat_steps: np.ndarray | None = None
+    stat_ratio: np.ndarray | None = None
     _empirical: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -120,9 +132,15 @@ class FTEvidence:
 
     @property
     def edge_of_stability(self) -> float:
-        """``max eta lambda_max(hess F_S) / 2`` over w0 and the real run's checkpoints on S
-        (below 1: GD on the true loss inside its classical stability region there)."""
+        """``max eta lambda_max(hess F_S) / 2`` over w0, the real run's checkpoints on S and
+        its stationary end (below 1: GD on the true loss inside its classical stability
+        region there)."""
         return float(self.config["lr"] * np.max(self.hessian_max) / 2)
+
+    @property
+    def stationary(self) -> bool:
+        """Whether every real run (S and every S\\i) reached the stationarity tolerance."""
+        return bool(np.all(self.stat_ratio <= self.config["tol"]))
 
     @property
     def Lam(self) -> np.ndarray:
@@ -201,18 +219,22 @@ def _evidence_one(
     xi,
     v,
     valid,
+    max_steps,
     checkpoints,
     *,
     real: bool,
     cg_tol: float,
     maxiter: int,
     batch_size: int | None,
+    tol: float,
+    passes: int,
 ) -> dict:
     """Every array of one :class:`FTEvidence` (pure; :func:`_evidence_program` maps it over a
     batch).
 
-    The hyperparameters (``lam``, ``lr`` (NaN: :func:`default_lr`), the design's
-    ``tilt``, ``shift``, ``scale``, ``xi``, ``v``) and the checkpoint values are traced, so
+    The hyperparameters (``lam``, ``lr`` (NaN: :func:`path_lr`), the design's
+    ``tilt``, ``shift``, ``scale``, ``xi``, ``v``), the stationarity cap ``max_steps`` and the
+    checkpoint values are traced, so
     problems of one size share the compilation. ``valid`` (n,) zeroes the weight of padding
     samples in every mask (rows of padding samples repeat S and are dropped)."""
     n = X.shape[0]
@@ -226,7 +248,24 @@ def _evidence_one(
         return ff.path_curvature(apply, W, w0, X, y, weights[0], lam_c, linear=a, scale=scale)
 
     curv = curvature(w0[None])
-    lr = jnp.where(jnp.isnan(lr), default_lr(lam_max, curv.lam_max[0], lr_fraction), lr / scale)
+    kw = {"linear": a, "scale": scale}
+
+    def pilot(_):
+        return path_lr(
+            apply,
+            w0,
+            X,
+            y,
+            weights[0],
+            lam_c,
+            jnp.max(lam_max),
+            lr_fraction,
+            checkpoints,
+            passes=passes,
+            **kw,
+        )
+
+    lr = jax.lax.cond(jnp.isnan(lr), pilot, lambda _: lr / scale, None)
     w_min = ff.minimizers(tm, weights, lam_c, tol=cg_tol, maxiter=maxiter)
     gbar = weights @ tm.grads / weights.sum(axis=1, keepdims=True)
     resid = jax.vmap(
@@ -268,7 +307,22 @@ def _evidence_one(
         out["w_real"] = w_real
         out["real_losses"] = scale * (ff.true_losses(apply, w_real, X, y) + lin)
         out["quad_losses"] = ff.quadratic_losses(tm, w_real)
-        curv = jax.tree.map(lambda u, v: jnp.concatenate([u, v]), curv, curvature(w_real[0]))
+        st = ff.gd_to_tolerance(
+            apply,
+            w_real[:, -1],
+            w0,
+            X,
+            y,
+            weights,
+            lr,
+            lam_c,
+            tol=tol,
+            max_steps=max_steps,
+            **kw,
+        )
+        out.update(w_stat=st.w, stat_steps=st.steps, stat_ratio=st.ratio, max_steps=max_steps)
+        path = jnp.concatenate([w_real[0], st.w[:1]])
+        curv = jax.tree.map(lambda u, v: jnp.concatenate([u, v]), curv, curvature(path))
     out.update(hessian_min=curv.lam_min, hessian_max=curv.lam_max, grad_norm=curv.grad_norm)
     return out
 
@@ -284,6 +338,8 @@ def _evidence_one(
         "vectorize",
         "mesh",
         "static_steps",
+        "tol",
+        "passes",
     ),
 )
 def _evidence_program(
@@ -333,6 +389,66 @@ def default_lr(lam_max: jax.Array, hessian_max: jax.Array, lr_fraction) -> jax.A
     return lr_fraction / jnp.maximum(jnp.max(lam_max), hessian_max)
 
 
+#: Pilot passes of :func:`path_lr`.
+PILOT_PASSES = 2
+#: The real runs' stationarity tolerance: GD goes on after the last checkpoint until
+#: ``||grad F_s(w)|| <= STATIONARY_TOL ||grad F_s(w0)||`` on every mask ...
+STATIONARY_TOL = 1e-3
+#: ... or this many more steps.
+MAX_STEPS = 5000
+
+
+def path_lr(
+    apply,
+    w0,
+    X,
+    y,
+    sample_weights,
+    lam,
+    gn_max,
+    lr_fraction,
+    checkpoints,
+    *,
+    passes: int = PILOT_PASSES,
+    linear=None,
+    scale=1.0,
+) -> jax.Array:
+    r"""The default GD step, set along the path: ``lr_fraction / max(gn_max, lambda_max)``
+    with ``lambda_max`` the true Hessian's top eigenvalue of ``F_S`` at w0 and along pilot
+    runs on S.
+
+    Pass 0 takes :func:`default_lr` (the curvature at w0); each of ``passes`` pilot passes
+    runs GD on S with the current step to the checkpoints, measures the true ``lambda_max``
+    at every checkpoint (:func:`~stabtheory.full_finetuning.path_curvature`) and lowers the
+    step to ``lr_fraction`` over the largest value met so far. The curvature usually grows
+    along the path (progressive sharpening), so a step set at w0 alone can leave the
+    stability region ``eta lambda_max / 2 < 1`` later on; the edge along the final run is
+    measured and reported (:attr:`FTEvidence.edge_of_stability`), never assumed. The step is
+    a hyperparameter set once from S and shared by every S\\i run. Pure and traceable.
+
+    Example:
+      >>> apply = lambda w, x: jnp.tanh(w @ x)
+      >>> X = jnp.array([[1.0, 0.5], [0.2, -1.0], [-0.7, 0.3]]); y = jnp.array([1.0, -1.0, 1.0])
+      >>> lr = path_lr(apply, jnp.zeros(2), X, y, jnp.ones(3), 0.1, 1.0, 0.9, jnp.array([1, 10]))
+      >>> bool(0 < lr <= 0.9)
+      True
+    """
+
+    def top(W):
+        c = ff.path_curvature(apply, W, w0, X, y, sample_weights, lam, linear=linear, scale=scale)
+        return jnp.max(c.lam_max)
+
+    worst = top(w0[None])
+    lr = default_lr(gn_max, worst, lr_fraction)
+    for _ in range(passes):
+        W = ff.gd_finetune(
+            apply, w0, X, y, sample_weights, lr, lam, checkpoints, linear=linear, scale=scale
+        )
+        worst = jnp.maximum(worst, top(W))
+        lr = jnp.minimum(lr, default_lr(gn_max, worst, lr_fraction))
+    return lr
+
+
 def _own_grads(tm: ff.TaylorModel, W: jax.Array) -> jax.Array:
     """``grad lhat_i(W[i])`` for every i (W: (n, p)) -> (n, p)."""
     return tm.grads + ff.sample_hvp(tm, W - tm.w0)
@@ -350,7 +466,9 @@ def _own_losses(tm: ff.TaylorModel, W: jax.Array) -> jax.Array:
 @dataclasses.dataclass(frozen=True, eq=False)
 class FTProblem:
     """One fine-tuning problem for :func:`ft_evidence_batch` (the arguments of
-    :func:`ft_evidence`, whose docstring describes them)."""
+    :func:`ft_evidence`, whose docstring describes them; ``max_steps``: this problem's
+    stationarity cap, ``None`` for the batch's, 0 to stop the real runs at the last
+    checkpoint)."""
 
     params: np.ndarray
     X: np.ndarray
@@ -360,10 +478,12 @@ class FTProblem:
     lr_fraction: float = 0.9
     design: ff.FTDesign | None = None
     info: dict | None = None
+    max_steps: int | None = None
 
 
-def _problem_arrays(problem: FTProblem, size: int) -> dict:
-    """The host arrays of one problem, padded to ``size`` samples of weight zero."""
+def _problem_arrays(problem: FTProblem, size: int, max_steps: int) -> dict:
+    """The host arrays of one problem, padded to ``size`` samples of weight zero
+    (``max_steps``: its stationarity cap unless it sets its own)."""
     from stabtheory.data import validate
 
     X, y = validate(problem.X, problem.y)
@@ -387,17 +507,30 @@ def _problem_arrays(problem: FTProblem, size: int) -> dict:
         "xi": np.concatenate([xi, np.zeros((size - n, p))]),
         "v": v,
         "valid": (np.arange(size) < n).astype(np.float64),
+        "max_steps": np.int32(max_steps if problem.max_steps is None else problem.max_steps),
     }
 
 
-def _evidence_from(arrays: dict, problem: FTProblem, steps: np.ndarray) -> FTEvidence:
+def _evidence_from(
+    arrays: dict, problem: FTProblem, steps: np.ndarray, tol: float | None = None
+) -> FTEvidence:
     """The :class:`FTEvidence` of one problem from its slice of the program's output (host
     arrays), with the padding samples dropped."""
     design = problem.design or ff.FTDesign()
     n = int(np.asarray(problem.X).shape[0])
     get = {k: np.asarray(a) for k, a in arrays.items() if k != "tm"}
     # masks S, S\\1..S\\n and samples 1..n (a no-op without padding)
-    for key in ("w_min", "cg_residual", "lam_min", "lam_max", "w_gd", "w_real"):
+    for key in (
+        "w_min",
+        "cg_residual",
+        "lam_min",
+        "lam_max",
+        "w_gd",
+        "w_real",
+        "w_stat",
+        "stat_steps",
+        "stat_ratio",
+    ):
         if key in get:
             get[key] = get[key][: n + 1]
     for key in ("beta_i", "rho", "rho_loo", "deviation"):
@@ -409,6 +542,7 @@ def _evidence_from(arrays: dict, problem: FTProblem, steps: np.ndarray) -> FTEvi
     tm = arrays["tm"]
     tm = tm._replace(**{f: getattr(tm, f)[:n] for f in ("loss0", "grads", "jac", "curv", "X", "y")})
     config = {
+        **({"max_steps": int(get["max_steps"])} if "max_steps" in get else {}),
         "n": n,
         "p": int(get["w_min"].shape[-1]),
         "lam": float(get["lam"]),
@@ -419,6 +553,8 @@ def _evidence_from(arrays: dict, problem: FTProblem, steps: np.ndarray) -> FTEvi
         "scale": float(design.scale),
         **(problem.info or {}),
     }
+    if tol is not None:
+        config["tol"] = float(tol)
     return FTEvidence(
         jax.tree.map(jnp.asarray, tm),
         get["w_min"],
@@ -440,6 +576,9 @@ def _evidence_from(arrays: dict, problem: FTProblem, steps: np.ndarray) -> FTEvi
         hessian_min=get["hessian_min"],
         hessian_max=get["hessian_max"],
         grad_norm=get["grad_norm"],
+        w_stat=get.get("w_stat"),
+        stat_steps=get.get("stat_steps"),
+        stat_ratio=get.get("stat_ratio"),
     )
 
 
@@ -456,6 +595,9 @@ def ft_evidence_batch(
     vectorize: int | str | None = "auto",
     mesh: jax.sharding.Mesh | None = None,
     static_steps: bool = False,
+    tol: float = STATIONARY_TOL,
+    max_steps: int = MAX_STEPS,
+    passes: int = PILOT_PASSES,
 ) -> list[FTEvidence]:
     """:func:`ft_evidence` for many problems of one network at once: one compiled program.
 
@@ -481,6 +623,11 @@ def ft_evidence_batch(
       static_steps: compile the checkpoint values into the program (fixed-length loops
         between them, which XLA optimises better on a GPU; a new compilation per ``steps``)
         instead of tracing them.
+      tol, max_steps: after the last checkpoint the real network's runs go on by GD until
+        their relative gradient norm is at most ``tol`` or ``max_steps`` more steps
+        (:func:`~stabtheory.full_finetuning.gd_to_tolerance`; ``FTEvidence.w_stat``);
+        ``max_steps`` is traced, and a problem's own ``FTProblem.max_steps`` overrides it.
+      passes: pilot passes of the default step (:func:`path_lr`; 0: the step set at w0).
 
     Returns:
       One :class:`FTEvidence` per problem, in order, each as :func:`ft_evidence` returns it
@@ -489,6 +636,9 @@ def ft_evidence_batch(
     problems = list(problems)
     if not problems:
         return []
+    check_real("tol", tol, low=0.0)
+    max_steps = check_integer("max_steps", max_steps, low=0)
+    passes = check_integer("passes", passes, low=0)
     size = max(int(np.asarray(p.X).shape[0]) for p in problems)
     size = size if pad_to is None else int(pad_to)
     capacity = len(problems) if capacity is None else int(capacity)
@@ -498,7 +648,7 @@ def ft_evidence_batch(
         vectorize = 1 if jax.default_backend() == "cpu" else None
     if mesh is not None:
         capacity += (-capacity) % mesh.size
-    rows = [{**_problem_arrays(p, size), "live": np.int32(1)} for p in problems]
+    rows = [{**_problem_arrays(p, size, max_steps), "live": np.int32(1)} for p in problems]
     rows += [{**rows[-1], "live": np.int32(0)}] * (capacity - len(rows))
     batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
     if mesh is not None:
@@ -516,10 +666,12 @@ def ft_evidence_batch(
         cg_tol=float(cg_tol),
         maxiter=10 * p,
         batch_size=batch_size,
+        tol=float(tol),
+        passes=int(passes),
     )
     arrays = jax.device_get(arrays)
     return [
-        _evidence_from(jax.tree.map(lambda a, j=j: a[j], arrays), problem, steps)
+        _evidence_from(jax.tree.map(lambda a, j=j: a[j], arrays), problem, steps, tol)
         for j, problem in enumerate(problems)
     ]
 
@@ -540,6 +692,9 @@ def ft_evidence(
     design: ff.FTDesign | None = None,
     pad_to: int | None = None,
     info: dict | None = None,
+    tol: float = STATIONARY_TOL,
+    max_steps: int = MAX_STEPS,
+    passes: int = PILOT_PASSES,
 ) -> FTEvidence:
     """Expand, solve and train everything the FT checks need, for S and every S\\i.
 
@@ -571,6 +726,8 @@ def ft_evidence(
         weight zero in every mask, so that several sizes share one compilation; the
         results are those of the unpadded problem (up to rounding).
       info: extra entries of ``config``.
+      tol, max_steps, passes: the real runs' stationarity tolerance and step cap after the
+        last checkpoint, and the default step's pilot passes (:func:`ft_evidence_batch`).
     """
     problem = FTProblem(params, X, y, lam, lr, lr_fraction, design, info)
     return ft_evidence_batch(
@@ -581,4 +738,7 @@ def ft_evidence(
         cg_tol=cg_tol,
         batch_size=batch_size,
         pad_to=pad_to,
+        tol=tol,
+        max_steps=max_steps,
+        passes=passes,
     )[0]

@@ -72,8 +72,9 @@ def hessian_min_eig(ev: FTEvidence) -> float:
 
 def curvature_ratio(ev: FTEvidence) -> np.ndarray:
     """``lambda_min / lambda_max`` of the true Hessian of the mean loss on S (the pull
-    removed), at w0 and at every checkpoint of the real run: (1 + C,), or (1,) without the
-    real network. 0 or above where it is PSD; the Gauss-Newton curvature's is >= 0."""
+    removed), at w0, at every checkpoint of the real run and at its stationary end: (2 + C,),
+    or (1,) without the real network. 0 or above where it is PSD; the Gauss-Newton
+    curvature's is >= 0."""
     lam = ev.config["lam"]
     return (ev.hessian_min - lam) / (ev.hessian_max - lam)
 
@@ -96,8 +97,9 @@ def true_hessian_psd(ev: FTEvidence) -> Assumption:
 
 
 def stationarity(ev: FTEvidence) -> float:
-    """``||grad F_S(w_T)|| / ||grad F_S(w0)||``: the real objective's gradient norm on S at the
-    last checkpoint relative to w0 (0 at a stationary point)."""
+    """``||grad F_S(w)|| / ||grad F_S(w0)||``: the real objective's gradient norm on S where
+    its run stopped (the stationarity tolerance or the step cap after the last checkpoint,
+    ``FTEvidence.w_stat``) relative to w0 (0 at a stationary point)."""
     if ev.w_real is None:
         raise ValueError("stationarity needs the real network's run: ft_evidence(..., real=True).")
     return float(ev.grad_norm[-1] / ev.grad_norm[0])

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stabtheory import full_finetuning as ff
-from stabtheory.bounds.finetune.evidence import default_lr
+from stabtheory.bounds.finetune.evidence import PILOT_PASSES, path_lr
 from stabtheory.linear_heads import loo_weights
 
 __all__ = ["FTReference", "ft_reference"]
@@ -30,7 +30,8 @@ class FTReference:
       w_min: (p,) the Taylor-model minimiser ``w_S``.
       rho: (n,) ``||grad lhat_i(w_S)||``.
       w_real: (p,) the real network after GD on S to the last checkpoint, with the step
-        :func:`ft_evidence` takes (:func:`~stabtheory.bounds.finetune.evidence.default_lr`).
+        :func:`ft_evidence` takes (:func:`~stabtheory.bounds.finetune.evidence.path_lr`,
+        with the same ``passes``).
     """
 
     w0: np.ndarray
@@ -50,13 +51,25 @@ class FTReference:
         return d / np.linalg.norm(d)
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "cg_tol", "maxiter"))
-def _reference_program(apply, w0, X, y, lam, lr_fraction, last, *, cg_tol, maxiter):
+@functools.partial(jax.jit, static_argnames=("apply", "cg_tol", "maxiter", "passes"))
+def _reference_program(apply, w0, X, y, lam, lr_fraction, checkpoints, *, cg_tol, maxiter, passes):
 
     tm = ff.taylor_expand(apply, w0, X, y)
     weights = loo_weights(X.shape[0])
-    hessian_max = ff.path_curvature(apply, w0[None], w0, X, y, weights[0], lam).lam_max[0]
-    lr = default_lr(ff.extreme_eigenvalues(tm, weights, lam)[1], hessian_max, lr_fraction)
+    gn_max = jnp.max(ff.extreme_eigenvalues(tm, weights, lam)[1])
+    lr = path_lr(
+        apply,
+        w0,
+        X,
+        y,
+        weights[0],
+        lam,
+        gn_max,
+        lr_fraction,
+        checkpoints,
+        passes=passes,
+    )
+    last = checkpoints[-1]
     w_S = ff.minimizers(tm, weights[:1], lam, tol=cg_tol, maxiter=maxiter)[0]
     rho = jnp.linalg.norm(ff.quadratic_grads(tm, w_S[None])[0], axis=1)
     w_real = ff.finetune_runs(apply, w0, X, y, weights[:1], lr[None], lam, last[None])
@@ -73,10 +86,12 @@ def ft_reference(
     lr_fraction: float = 0.9,
     steps=(1, 10, 100, 1000),
     cg_tol: float = 1e-12,
+    passes: int = PILOT_PASSES,
 ) -> FTReference:
     """What :func:`ft_evidence` of the plain problem gives on the full set S alone (up to
     rounding): the Taylor minimiser ``w_S``, every ``rho_i`` and the real network after
-    ``steps[-1]`` GD steps. A design set relative to a base problem (a tilt in units of the
+    ``steps[-1]`` GD steps (one compiled program per (n, p, number of checkpoints): the
+    step's pilot passes run to the checkpoints). A design set relative to a base problem (a tilt in units of the
     median ``rho_i``, a shift in units of ``||w_S - w0||`` along ``w_S - w0``, a start
     ``w0 + alpha (w_real - w0)``) needs only these, at a fraction of the cost.
 
@@ -101,9 +116,10 @@ def ft_reference(
             jnp.asarray(y, jnp.float64),
             jnp.asarray(lam, jnp.float64),
             jnp.asarray(lr_fraction, jnp.float64),
-            jnp.asarray(int(np.asarray(steps)[-1])),
+            jnp.asarray(np.asarray(steps, dtype=np.int64)),
             cg_tol=float(cg_tol),
             maxiter=10 * w0.shape[0],
+            passes=int(passes),
         )
     )
     return FTReference(w0, np.asarray(w_S), np.asarray(rho), np.asarray(w_real))

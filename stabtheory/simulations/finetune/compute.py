@@ -45,6 +45,7 @@ __all__ = [
     "compute",
     "draw_result",
     "merge_measured",
+    "stationary_measures",
 ]
 
 #: The notion that sets a Taylor-model bound beside the real network's leave-one-out
@@ -132,8 +133,19 @@ def compute(spec: FineTuneStudySpec, chunk: engine.Chunk) -> list[DrawResult]:
             "alpha": cfg.alpha,
             "lr_fraction": cfg.lr_fraction,
         }
+        to_tolerance = spec.stationary_steps if cfg == spec.base(task) else 0
         problems.append(
-            FTProblem(w0, X, y, cfg.lam, None, cfg.lr_fraction, design=design, info=info)
+            FTProblem(
+                w0,
+                X,
+                y,
+                cfg.lam,
+                None,
+                cfg.lr_fraction,
+                design=design,
+                info=info,
+                max_steps=to_tolerance,
+            )
         )
     evidence = ft_evidence_batch(
         beds[next(iter(beds))].apply,
@@ -179,9 +191,26 @@ def draw_result(cfg: FTConfig, draw: int, ev: FTEvidence) -> DrawResult:
         "hessian_min_rel": float(curvature_ratio(ev)[0]),
         "hessian_min_rel_path": float(curvature_ratio(ev).min()),
         "stationarity": stationarity(ev),
+        **stationary_measures(ev),
     }
     stability = {kind: ev.empirical(kind) for _, kinds in MEASURES.items() for _, kind in kinds}
     return DrawResult(cfg, draw, measured, checks, stability)
+
+
+def stationary_measures(ev: FTEvidence) -> dict:
+    """Where the real runs were trained to the stationarity tolerance (``max_steps > 0``):
+    ``stationary`` (every run reached it), ``stationary_steps`` (the most steps a run took
+    after the last checkpoint) and ``real_over_taylor_min`` (the real network's mean
+    leave-one-out weight change there over the Taylor minimiser's, 1 for a faithful Taylor
+    model); ``None`` each elsewhere."""
+    if ev.w_stat is None or not ev.config.get("max_steps"):
+        return dict.fromkeys(("stationary", "stationary_steps", "real_over_taylor_min"))
+    real = np.linalg.norm(ev.w_stat[1:] - ev.w_stat[0], axis=1).mean()
+    return {
+        "stationary": ev.stationary,
+        "stationary_steps": int(ev.stat_steps.max()),
+        "real_over_taylor_min": float(real / ev.empirical("min.weights").mean()),
+    }
 
 
 def chunks(spec: FineTuneStudySpec) -> list[engine.Chunk]:
@@ -225,6 +254,20 @@ def merge_measured(members: list[DrawResult]) -> dict:
             for q in ("hessian_min_eig", "hessian_min_rel", "hessian_min_rel_path")
         },
         "real_exceeds_ft2": int(sum(over)) if over else None,
+        **_merge_stationary(m),
+    }
+
+
+def _merge_stationary(m: list[dict]) -> dict:
+    """:func:`stationary_measures` over the draws: all stationary, the most steps, the mean
+    ratio (``None`` each where no draw was trained to the tolerance)."""
+    got = [x for x in m if x.get("stationary") is not None]
+    if not got:
+        return dict.fromkeys(("stationary", "stationary_steps", "real_over_taylor_min"))
+    return {
+        "stationary": all(x["stationary"] for x in got),
+        "stationary_steps": max(x["stationary_steps"] for x in got),
+        "real_over_taylor_min": float(np.mean([x["real_over_taylor_min"] for x in got])),
     }
 
 

@@ -60,6 +60,9 @@ def section(ft: FineTuneStudy) -> dict:
                 "hessian_min_rel",
                 "hessian_min_rel_path",
                 "stationarity",
+                "stationary",
+                "stationary_steps",
+                "real_over_taylor_min",
             )
         }
         | {"faithful": bool(c["taylor_departure"] <= DEPARTURE_THRESHOLD)}
@@ -127,6 +130,12 @@ def real_vs_taylor(verdicts) -> list[dict]:
                 }
             )
     return rows
+
+
+def _stationary(r: dict) -> str:
+    if r.get("stationary") is None:
+        return "-"
+    return f"{'yes' if r['stationary'] else 'no'} ({r['stationary_steps']})"
 
 
 def _design(cfg: dict) -> str:
@@ -199,15 +208,21 @@ def markdown(report: dict) -> list[str]:
         "loss); `min/max eig` = min over draws of lambda_min / lambda_max of the mean loss's "
         "Hessian at w0 (and along the real run on S), negative where the true curvature is "
         "not PSD (the Taylor model's Gauss-Newton curvature is PSD by construction); "
-        "`stationarity` = max over draws of ||grad F_S|| at the last checkpoint over its "
+        "`stationarity` = max over draws of ||grad F_S|| where the real run stopped over its "
         "value at w0. The step (`lr_fraction` / lambda_max) uses the largest of the "
-        "Gauss-Newton lambda_max over S and every S\\i and the true Hessian's at w0.",
+        "Gauss-Newton lambda_max over S and every S\\i and the true Hessian's at w0 and "
+        "along two pilot GD runs on S (`path_lr`: the curvature grows along the path). The "
+        "base configurations' real runs (S and every S\\i) go on after the last checkpoint "
+        "to ||grad F_s|| <= 1e-3 ||grad F_s(w0)|| (at most `stationary_steps` more steps; "
+        "`stationary` says whether every run of every draw got there, and `real / Taylor min` "
+        "is the real network's mean leave-one-out weight change there over the Taylor "
+        "minimiser's); the others stop at the last checkpoint (-).",
         "",
         "| task | n | lam | input scale | task shift | pre-train | alpha | lr / (1/lambda_max) | "
         "design | rho | "
         "||w_S - w0|| | departure | loss gap | real > FT-2 | edge | min/max eig at w0 "
-        "(path) | stationarity |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "(path) | stationarity | stationary (steps) | real / Taylor min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["taylor"]:
         lines.append(
@@ -217,7 +232,8 @@ def markdown(report: dict) -> list[str]:
             f"{fmt(r['distance'])} | {fmt(r['taylor_departure'])} | "
             f"{fmt(r['loss_gap'])} | {r['real_exceeds_ft2']} | "
             f"{fmt(r['edge_of_stability'])} | {fmt(r['hessian_min_rel'])} "
-            f"({fmt(r['hessian_min_rel_path'])}) | {fmt(r['stationarity'])} |"
+            f"({fmt(r['hessian_min_rel_path'])}) | {fmt(r['stationarity'])} | "
+            f"{_stationary(r)} | {fmt(r['real_over_taylor_min'])} |"
         )
     if report.get("ft_designs"):
         lines += [

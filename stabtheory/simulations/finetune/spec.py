@@ -71,6 +71,10 @@ class FineTuneStudySpec:
     #: GD checkpoints; at the default step (0.9 / lambda_max) the Taylor GD is within
     #: ~1e-3 of its minimiser by t = 300 on both tasks (eta Lam t ~ 6), so 1000 is not run.
     steps: tuple[int, ...] = (1, 3, 10, 30, 100, 300)
+    #: the base configuration's real runs (S and every S\\i) go on after the last checkpoint
+    #: to the stationarity tolerance (``||grad F_s|| <= 1e-3 ||grad F_s(w0)||``) or this many
+    #: more steps; the other configurations stop at the last checkpoint (the CPU budget)
+    stationary_steps: int = 3000
     full_sweeps_on: tuple[str, ...] = ("synthetic",)
     tilts: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
     shifts: tuple[float, ...] = (1.0, 3.0)
