@@ -134,6 +134,7 @@ class FineTuneStudySpec:
             lr_fractions=(0.3, 0.9),
             task_shifts=(0.5, 2.0),
             steps=(1, 10, 100, 300),
+            stationary_steps=1000,
             tilts=(1.0, 8.0),
             shifts=(3.0,),
             scales=(4.0,),
