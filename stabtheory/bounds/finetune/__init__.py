@@ -21,14 +21,10 @@ measured numbers (:mod:`.faithfulness`).
 """
 
 from stabtheory.bounds.finetune.evidence import (
-    MAX_STEPS,
-    PILOT_PASSES,
-    STATIONARY_TOL,
     FTEvidence,
     FTProblem,
     ft_evidence,
     ft_evidence_batch,
-    path_lr,
 )
 from stabtheory.bounds.finetune.faithfulness import (
     DEPARTURE_THRESHOLD,
@@ -51,6 +47,7 @@ from stabtheory.bounds.finetune.ft1 import (
 )
 from stabtheory.bounds.finetune.ft2 import FT2, check_ft2
 from stabtheory.bounds.finetune.reference import FTReference, ft_reference
+from stabtheory.bounds.finetune.step import MAX_STEPS, PILOT_PASSES, STATIONARY_TOL, path_lr
 
 __all__ = [
     "DEPARTURE_THRESHOLD",

@@ -2,34 +2,26 @@ r"""Full fine-tuning evidence: the Taylor model, its minimisers and GD runs on S
 
 :func:`ft_evidence` expands, solves and trains everything the FT checks need for one problem
 (:class:`FTEvidence`); :func:`ft_evidence_batch` runs many problems of one network as one
-compiled program (:class:`FTProblem`).
+compiled program (:class:`FTProblem`, :mod:`~stabtheory.bounds.finetune.program`) with the GD
+step of :mod:`~stabtheory.bounds.finetune.step`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from stabtheory import full_finetuning as ff
+from stabtheory.bounds.finetune.program import FTProblem, evidence_program, problem_arrays
+from stabtheory.bounds.finetune.step import MAX_STEPS, PILOT_PASSES, STATIONARY_TOL
 from stabtheory.errors import InvalidArgumentError
-from stabtheory.linear_heads import loo_weights, static_checkpoints
+from stabtheory.linear_heads import static_checkpoints
 from stabtheory.validation import check_integer, check_real, check_steps
 
-__all__ = [
-    "MAX_STEPS",
-    "PILOT_PASSES",
-    "STATIONARY_TOL",
-    "FTEvidence",
-    "FTProblem",
-    "default_lr",
-    "ft_evidence",
-    "ft_evidence_batch",
-    "path_lr",
-]
+__all__ = ["FTEvidence", "FTProblem", "ft_evidence", "ft_evidence_batch"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,312 +197,6 @@ class FTEvidence:
         raise ValueError(f"unknown kind {kind!r}")
 
 
-def _evidence_one(
-    apply,
-    w0,
-    X,
-    y,
-    lam,
-    lr,
-    lr_fraction,
-    tilt,
-    shift,
-    scale,
-    xi,
-    v,
-    valid,
-    max_steps,
-    checkpoints,
-    *,
-    real: bool,
-    cg_tol: float,
-    maxiter: int,
-    batch_size: int | None,
-    tol: float,
-    passes: int,
-) -> dict:
-    """Every array of one :class:`FTEvidence` (pure; :func:`_evidence_program` maps it over a
-    batch).
-
-    The hyperparameters (``lam``, ``lr`` (NaN: :func:`path_lr`), the design's
-    ``tilt``, ``shift``, ``scale``, ``xi``, ``v``), the stationarity cap ``max_steps`` and the
-    checkpoint values are traced, so
-    problems of one size share the compilation. ``valid`` (n,) zeroes the weight of padding
-    samples in every mask (rows of padding samples repeat S and are dropped)."""
-    n = X.shape[0]
-    tm0 = ff.taylor_expand(apply, w0, X, y)
-    tm, lam_c, a = ff.apply_design(tm0, lam, tilt, shift, scale, xi, v)
-    weights = loo_weights(n) * valid
-    lam_min, lam_max = ff.extreme_eigenvalues(tm, weights, lam_c)
-
-    # the true Hessian of the real objective on S (mask row 0), at w0 and along the real run
-    def curvature(W):
-        return ff.path_curvature(apply, W, w0, X, y, weights[0], lam_c, linear=a, scale=scale)
-
-    curv = curvature(w0[None])
-    kw = {"linear": a, "scale": scale}
-
-    def pilot(_):
-        return path_lr(
-            apply,
-            w0,
-            X,
-            y,
-            weights[0],
-            lam_c,
-            jnp.max(lam_max),
-            lr_fraction,
-            checkpoints,
-            passes=passes,
-            **kw,
-        )
-
-    lr = jax.lax.cond(jnp.isnan(lr), pilot, lambda _: lr / scale, None)
-    w_min = ff.minimizers(tm, weights, lam_c, tol=cg_tol, maxiter=maxiter)
-    gbar = weights @ tm.grads / weights.sum(axis=1, keepdims=True)
-    resid = jax.vmap(
-        lambda s, w, g: (
-            jnp.linalg.norm(ff.operator(tm, s, lam_c)(w - tm.w0) + g) / jnp.linalg.norm(g)
-        )
-    )(weights, w_min, gbar)
-    r_S = ff.quadratic_grads(tm, w_min[:1])[0]  # (n, p): r_i = grad lhat_i(w_S)
-    out = {
-        "tm": tm,
-        "lam": lam_c,
-        "lr": lr,
-        "w_min": w_min,
-        "cg_residual": resid,
-        "lam_min": lam_min,
-        "lam_max": lam_max,
-        "beta_i": ff.per_sample_norms(tm),
-        "rho": jnp.linalg.norm(r_S, axis=1),
-        "rho_loo": jnp.linalg.norm(_own_grads(tm, w_min[1:]), axis=1),
-        "deviation": jnp.linalg.norm(r_S - valid @ r_S / jnp.sum(valid), axis=1),
-        "min_losses": _own_losses(tm, w_min),
-        "w_gd": ff.gd_path(tm, weights, lam_c, lr, checkpoints),
-    }
-    if real:
-        w_real = ff.finetune_runs(
-            apply,
-            w0,
-            X,
-            y,
-            weights,
-            jnp.full((n + 1,), lr),
-            lam_c,
-            checkpoints,
-            batch_size=batch_size,
-            linear=a,
-            scale=scale,
-        )
-        lin = jnp.einsum("ip,rcp->rci", a, w_real - w0)
-        out["w_real"] = w_real
-        out["real_losses"] = scale * (ff.true_losses(apply, w_real, X, y) + lin)
-        out["quad_losses"] = ff.quadratic_losses(tm, w_real)
-        st = ff.gd_to_tolerance(
-            apply,
-            w_real[:, -1],
-            w0,
-            X,
-            y,
-            weights,
-            lr,
-            lam_c,
-            tol=tol,
-            max_steps=max_steps,
-            **kw,
-        )
-        out.update(w_stat=st.w, stat_steps=st.steps, stat_ratio=st.ratio, max_steps=max_steps)
-        path = jnp.concatenate([w_real[0], st.w[:1]])
-        curv = jax.tree.map(lambda u, v: jnp.concatenate([u, v]), curv, curvature(path))
-    out.update(hessian_min=curv.lam_min, hessian_max=curv.lam_max, grad_norm=curv.grad_norm)
-    return out
-
-
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "apply",
-        "real",
-        "cg_tol",
-        "maxiter",
-        "batch_size",
-        "vectorize",
-        "mesh",
-        "static_steps",
-        "tol",
-        "passes",
-    ),
-)
-def _evidence_program(
-    apply, batch: dict, checkpoints, *, vectorize, mesh, static_steps, **static
-) -> dict:
-    """:func:`_evidence_one` over a batch of problems (the leading axis of every array of
-    ``batch``; ``live`` 0 marks a placeholder), as one compiled program per (apply, batch,
-    n, p, C, real).
-
-    ``vectorize`` problems run at once (``jax.lax.map``; 1: one after another, ``None``:
-    all, ``jax.vmap``); with a ``mesh`` the batch is split over its devices
-    (``jax.shard_map``: every device maps over its own problems, no communication).
-    ``static_steps``: the checkpoints as a tuple of ints, or ``None`` (the traced
-    ``checkpoints``)."""
-
-    def local(b, c):
-        c = c if static_steps is None else static_steps
-
-        def one(x):
-            return _evidence_one(apply, **x, checkpoints=c, **static)
-
-        def live_or_skip(x):  # filler problems are skipped (computed, then dropped, in a vmap)
-            x = dict(x)
-            live = x.pop("live")
-            shapes = jax.eval_shape(one, x)
-            zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
-            return jax.lax.cond(live > 0, one, lambda _: zeros, x)
-
-        if vectorize is None:
-            return jax.vmap(live_or_skip)(b)
-        return jax.lax.map(live_or_skip, b, batch_size=None if vectorize == 1 else vectorize)
-
-    if mesh is None:
-        return local(batch, checkpoints)
-    spec = jax.sharding.PartitionSpec(mesh.axis_names[0])
-    none = jax.sharding.PartitionSpec()
-    # check_vma=False: no collectives inside, and the placeholders' zeros are not "varying"
-    split = jax.shard_map(local, mesh=mesh, in_specs=(spec, none), out_specs=spec, check_vma=False)
-    return split(batch, checkpoints)
-
-
-def default_lr(lam_max: jax.Array, hessian_max: jax.Array, lr_fraction) -> jax.Array:
-    """The default GD step ``lr_fraction / max(lambda_max(A_s), lambda_max(hess F_S(w0)))``:
-    the largest Gauss-Newton ``lambda_max`` over S and every S\\i (assumption (c) of the Taylor
-    GD for ``lr_fraction <= 1``) and the true Hessian's on S at w0 (so the real GD starts
-    inside its stability region, ``eta lambda_max / 2 <= lr_fraction / 2 < 1``)."""
-    return lr_fraction / jnp.maximum(jnp.max(lam_max), hessian_max)
-
-
-#: Pilot passes of :func:`path_lr`.
-PILOT_PASSES = 2
-#: The real runs' stationarity tolerance: GD goes on after the last checkpoint until
-#: ``||grad F_s(w)|| <= STATIONARY_TOL ||grad F_s(w0)||`` on every mask ...
-STATIONARY_TOL = 1e-3
-#: ... or this many more steps.
-MAX_STEPS = 5000
-
-
-def path_lr(
-    apply,
-    w0,
-    X,
-    y,
-    sample_weights,
-    lam,
-    gn_max,
-    lr_fraction,
-    checkpoints,
-    *,
-    passes: int = PILOT_PASSES,
-    linear=None,
-    scale=1.0,
-) -> jax.Array:
-    r"""The default GD step, set along the path: ``lr_fraction / max(gn_max, lambda_max)``
-    with ``lambda_max`` the true Hessian's top eigenvalue of ``F_S`` at w0 and along pilot
-    runs on S.
-
-    Pass 0 takes :func:`default_lr` (the curvature at w0); each of ``passes`` pilot passes
-    runs GD on S with the current step to the checkpoints, measures the true ``lambda_max``
-    at every checkpoint (:func:`~stabtheory.full_finetuning.path_curvature`) and lowers the
-    step to ``lr_fraction`` over the largest value met so far. The curvature usually grows
-    along the path (progressive sharpening), so a step set at w0 alone can leave the
-    stability region ``eta lambda_max / 2 < 1`` later on; the edge along the final run is
-    measured and reported (:attr:`FTEvidence.edge_of_stability`), never assumed. The step is
-    a hyperparameter set once from S and shared by every S\\i run. Pure and traceable.
-
-    Example:
-      >>> apply = lambda w, x: jnp.tanh(w @ x)
-      >>> X = jnp.array([[1.0, 0.5], [0.2, -1.0], [-0.7, 0.3]]); y = jnp.array([1.0, -1.0, 1.0])
-      >>> lr = path_lr(apply, jnp.zeros(2), X, y, jnp.ones(3), 0.1, 1.0, 0.9, jnp.array([1, 10]))
-      >>> bool(0 < lr <= 0.9)
-      True
-    """
-
-    def top(W):
-        c = ff.path_curvature(apply, W, w0, X, y, sample_weights, lam, linear=linear, scale=scale)
-        return jnp.max(c.lam_max)
-
-    worst = top(w0[None])
-    lr = default_lr(gn_max, worst, lr_fraction)
-    for _ in range(passes):
-        W = ff.gd_finetune(
-            apply, w0, X, y, sample_weights, lr, lam, checkpoints, linear=linear, scale=scale
-        )
-        worst = jnp.maximum(worst, top(W))
-        lr = jnp.minimum(lr, default_lr(gn_max, worst, lr_fraction))
-    return lr
-
-
-def _own_grads(tm: ff.TaylorModel, W: jax.Array) -> jax.Array:
-    """``grad lhat_i(W[i])`` for every i (W: (n, p)) -> (n, p)."""
-    return tm.grads + ff.sample_hvp(tm, W - tm.w0)
-
-
-def _own_losses(tm: ff.TaylorModel, W: jax.Array) -> jax.Array:
-    """(2, n): ``lhat_i(w_S)`` and ``lhat_i(w_S\\i)`` for every i (W: the (n + 1, p) minimisers)."""
-    lq_S = ff.quadratic_losses(tm, W[0])
-    D = W[1:] - tm.w0
-    Hd = ff.sample_hvp(tm, D)
-    own = tm.loss0 + jnp.sum(tm.grads * D, axis=1) + 0.5 * jnp.sum(Hd * D, axis=1)
-    return jnp.stack([lq_S, own])
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class FTProblem:
-    """One fine-tuning problem for :func:`ft_evidence_batch` (the arguments of
-    :func:`ft_evidence`, whose docstring describes them; ``max_steps``: this problem's
-    stationarity cap, ``None`` for the batch's, 0 to stop the real runs at the last
-    checkpoint)."""
-
-    params: np.ndarray
-    X: np.ndarray
-    y: np.ndarray
-    lam: float = 0.05
-    lr: float | None = None
-    lr_fraction: float = 0.9
-    design: ff.FTDesign | None = None
-    info: dict | None = None
-    max_steps: int | None = None
-
-
-def _problem_arrays(problem: FTProblem, size: int, max_steps: int) -> dict:
-    """The host arrays of one problem, padded to ``size`` samples of weight zero
-    (``max_steps``: its stationarity cap unless it sets its own)."""
-    from stabtheory.data import validate
-
-    X, y = validate(problem.X, problem.y)
-    design = problem.design or ff.FTDesign()
-    w0 = np.asarray(problem.params, np.float64)
-    n, p = X.shape[0], w0.shape[0]
-    if size < n:
-        raise ValueError(f"pad_to must be at least n = {n}, got {size}.")
-    xi, v = design.directions(n, p)
-    lr = np.nan if problem.lr is None else problem.lr
-    return {
-        "w0": w0,
-        "X": np.concatenate([np.asarray(X, np.float64), np.zeros((size - n, X.shape[1]))]),
-        "y": np.concatenate([np.asarray(y, np.float64), np.ones(size - n)]),
-        "lam": np.float64(problem.lam),
-        "lr": np.float64(lr),
-        "lr_fraction": np.float64(problem.lr_fraction),
-        "tilt": np.float64(design.tilt),
-        "shift": np.float64(design.shift),
-        "scale": np.float64(design.scale),
-        "xi": np.concatenate([xi, np.zeros((size - n, p))]),
-        "v": v,
-        "valid": (np.arange(size) < n).astype(np.float64),
-        "max_steps": np.int32(max_steps if problem.max_steps is None else problem.max_steps),
-    }
-
-
 def _evidence_from(
     arrays: dict, problem: FTProblem, steps: np.ndarray, tol: float | None = None
 ) -> FTEvidence:
@@ -648,14 +334,14 @@ def ft_evidence_batch(
         vectorize = 1 if jax.default_backend() == "cpu" else None
     if mesh is not None:
         capacity += (-capacity) % mesh.size
-    rows = [{**_problem_arrays(p, size, max_steps), "live": np.int32(1)} for p in problems]
+    rows = [{**problem_arrays(p, size, max_steps), "live": np.int32(1)} for p in problems]
     rows += [{**rows[-1], "live": np.int32(0)}] * (capacity - len(rows))
     batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
     if mesh is not None:
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names[0]))
         batch = jax.device_put(batch, sharding)
     p = int(rows[0]["w0"].shape[0])
-    arrays = _evidence_program(
+    arrays = evidence_program(
         apply,
         batch,
         jnp.asarray(np.asarray(steps, dtype=np.int64)),
@@ -708,9 +394,9 @@ def ft_evidence(
       X, y: task data, labels in {-1, +1}.
       lam: the pull toward w0 (L2-SP); the theorems need ``Lam > 0``, which ``lam > 0``
         guarantees for the Gauss-Newton curvature.
-      lr: GD step, shared by the Taylor GD and the real network; default :func:`default_lr`
+      lr: GD step, shared by the Taylor GD and the real network; default :func:`path_lr`
         (``lr_fraction`` over the largest of the Gauss-Newton ``lambda_max`` over S and every
-        S\\i and the true Hessian's ``lambda_max`` at w0 on S).
+        S\\i and the true Hessian's ``lambda_max`` on S at w0 and along ``passes`` pilot runs).
       lr_fraction: the step as a fraction of ``1 / lambda_max`` when ``lr`` is not given.
       steps: GD checkpoints.
       real: also fine-tune the real network (GD on the true loss) on every mask.

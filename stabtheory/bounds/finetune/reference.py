@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stabtheory import full_finetuning as ff
-from stabtheory.bounds.finetune.evidence import PILOT_PASSES, path_lr
+from stabtheory.bounds.finetune.step import PILOT_PASSES, path_lr
 from stabtheory.linear_heads import loo_weights
 
 __all__ = ["FTReference", "ft_reference"]
@@ -30,7 +30,7 @@ class FTReference:
       w_min: (p,) the Taylor-model minimiser ``w_S``.
       rho: (n,) ``||grad lhat_i(w_S)||``.
       w_real: (p,) the real network after GD on S to the last checkpoint, with the step
-        :func:`ft_evidence` takes (:func:`~stabtheory.bounds.finetune.evidence.path_lr`,
+        :func:`ft_evidence` takes (:func:`~stabtheory.bounds.finetune.step.path_lr`,
         with the same ``passes``).
     """
 
@@ -91,9 +91,10 @@ def ft_reference(
     """What :func:`ft_evidence` of the plain problem gives on the full set S alone (up to
     rounding): the Taylor minimiser ``w_S``, every ``rho_i`` and the real network after
     ``steps[-1]`` GD steps (one compiled program per (n, p, number of checkpoints): the
-    step's pilot passes run to the checkpoints). A design set relative to a base problem (a tilt in units of the
-    median ``rho_i``, a shift in units of ``||w_S - w0||`` along ``w_S - w0``, a start
-    ``w0 + alpha (w_real - w0)``) needs only these, at a fraction of the cost.
+    step's pilot passes run to the checkpoints). A design set relative to a base problem (a
+    tilt in units of the median ``rho_i``, a shift in units of ``||w_S - w0||`` along
+    ``w_S - w0``, a start ``w0 + alpha (w_real - w0)``) needs only these, at a fraction of the
+    cost.
 
     Example:
       >>> from stabtheory.full_finetuning import TestbedConfig, make_testbed
