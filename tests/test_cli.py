@@ -191,10 +191,11 @@ def test_claim_plot_uses_a_log_axis_only_over_a_decade():
 
 @pytest.fixture(scope="module")
 def stabilizers_report(tmp_path_factory):
-    """``stabtheory verify --quick --study stabilizers phenomenon`` (the studies that are not
-    run by default)."""
+    """``stabtheory verify --quick --study stabilizers phenomenon attention-theory`` (the studies
+    that are not run by default)."""
     out = tmp_path_factory.mktemp("stabilizers")
-    argv = ["verify", "--quick", "--study", "stabilizers", "phenomenon", "--out", str(out)]
+    studies = ["stabilizers", "phenomenon", "attention-theory"]
+    argv = ["verify", "--quick", "--study", *studies, "--out", str(out)]
     status = cli.main([*argv, "--no-progress"])
     return status, out
 

@@ -239,7 +239,14 @@ def test_replicates_are_independent_draws():
 
 
 def test_registry_drives_the_cli_choices():
-    assert set(STUDIES) == {"head", "finetune", "stabilizers", "generalization", "phenomenon"}
+    assert set(STUDIES) == {
+        "head",
+        "finetune",
+        "stabilizers",
+        "generalization",
+        "phenomenon",
+        "attention-theory",
+    }
     assert all(STUDIES[name].name == name for name in STUDIES)
     spec = STUDIES["head"].spec(quick=True, replicates=4)
     assert spec.replicates == 4 and spec == dataclasses.replace(
@@ -258,7 +265,14 @@ def test_register_study_refuses_duplicates_and_incomplete_studies():
 
     with pytest.raises(TypeError, match="name"):
         register_study(Nameless())
-    assert list(STUDIES) == ["head", "finetune", "stabilizers", "generalization", "phenomenon"]
+    assert list(STUDIES) == [
+        "head",
+        "finetune",
+        "stabilizers",
+        "generalization",
+        "phenomenon",
+        "attention-theory",
+    ]
 
 
 def _cli(out: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:

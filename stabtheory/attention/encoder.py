@@ -9,8 +9,9 @@ pooler; fine-tuning puts a fresh linear head on the pooler (:class:`Classifier`,
 kernel ``N(0, 0.02^2)`` as BERT's).
 
 The testbed trains in float32 (every parameter is created float32 and stays float32 although
-stabtheory enables x64): it is a testbed for the phenomenon of failed fine-tuning runs, not a
-theory check, and float32 keeps it fast.
+stabtheory enables x64): it is a testbed for the phenomenon of failed fine-tuning runs, and
+float32 keeps it fast. ``EncoderConfig(dtype="float64")`` builds the same network in float64
+for the theory checks (:mod:`stabtheory.attention.theory`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class EncoderConfig:
       layers: transformer blocks.
       mlp: hidden width of each block's MLP.
       genres: outputs of the pre-training sequence head.
+      dtype: parameter and computation dtype, ``"float32"`` (the testbed) or ``"float64"``
+        (the theory checks).
     """
 
     vocab: int = 192
@@ -59,6 +62,16 @@ class EncoderConfig:
     layers: int = 2
     mlp: int = 64
     genres: int = 4
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
+
+    @property
+    def jnp_dtype(self):
+        """The dtype as a numpy dtype."""
+        return np.dtype(self.dtype)
 
     @property
     def cls_id(self) -> int:
@@ -71,29 +84,29 @@ class EncoderConfig:
         return self.vocab + 1
 
 
-def _linear(a: int, b: int, rngs: nnx.Rngs, **kwargs) -> nnx.Linear:
-    return nnx.Linear(a, b, param_dtype=F32, dtype=F32, rngs=rngs, **kwargs)
+def _linear(a: int, b: int, rngs: nnx.Rngs, dtype=F32, **kwargs) -> nnx.Linear:
+    return nnx.Linear(a, b, param_dtype=dtype, dtype=dtype, rngs=rngs, **kwargs)
 
 
 class Block(nnx.Module):
     """One post-LN block: ``x = LN(x + MHA(x)); x = LN(x + W2 gelu(W1 x))``."""
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
-        d = cfg.width
+        d, dt = cfg.width, cfg.jnp_dtype
         self.attn = nnx.MultiHeadAttention(
             cfg.heads,
             d,
-            dtype=F32,
-            param_dtype=F32,
+            dtype=dt,
+            param_dtype=dt,
             decode=False,
             deterministic=True,
             keep_rngs=False,
             rngs=rngs,
         )
-        self.ln1 = nnx.LayerNorm(d, epsilon=1e-6, dtype=F32, param_dtype=F32, rngs=rngs)
-        self.fc1 = _linear(d, cfg.mlp, rngs)
-        self.fc2 = _linear(cfg.mlp, d, rngs)
-        self.ln2 = nnx.LayerNorm(d, epsilon=1e-6, dtype=F32, param_dtype=F32, rngs=rngs)
+        self.ln1 = nnx.LayerNorm(d, epsilon=1e-6, dtype=dt, param_dtype=dt, rngs=rngs)
+        self.fc1 = _linear(d, cfg.mlp, rngs, dt)
+        self.fc2 = _linear(cfg.mlp, d, rngs, dt)
+        self.ln2 = nnx.LayerNorm(d, epsilon=1e-6, dtype=dt, param_dtype=dt, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = self.ln1(x + self.attn(x))
@@ -112,10 +125,11 @@ class Encoder(nnx.Module):
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
-        self.tokens = nnx.Embed(cfg.vocab + 2, cfg.width, param_dtype=F32, dtype=F32, rngs=rngs)
+        dt = cfg.jnp_dtype
+        self.tokens = nnx.Embed(cfg.vocab + 2, cfg.width, param_dtype=dt, dtype=dt, rngs=rngs)
         init = nnx.initializers.normal(0.02)
-        self.positions = nnx.Param(init(rngs.params(), (cfg.length + 1, cfg.width), F32))
-        self.ln = nnx.LayerNorm(cfg.width, epsilon=1e-6, dtype=F32, param_dtype=F32, rngs=rngs)
+        self.positions = nnx.Param(init(rngs.params(), (cfg.length + 1, cfg.width), dt))
+        self.ln = nnx.LayerNorm(cfg.width, epsilon=1e-6, dtype=dt, param_dtype=dt, rngs=rngs)
         self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.layers)])
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
@@ -130,8 +144,8 @@ class Encoder(nnx.Module):
 class Pooler(nnx.Module):
     """``tanh(W h_[CLS] + b)``, BERT's pooler."""
 
-    def __init__(self, width: int, *, rngs: nnx.Rngs):
-        self.dense = _linear(width, width, rngs)
+    def __init__(self, width: int, *, rngs: nnx.Rngs, dtype=F32):
+        self.dense = _linear(width, width, rngs, dtype)
 
     def __call__(self, hidden: jax.Array) -> jax.Array:
         return jnp.tanh(self.dense(hidden[..., 0, :]))
@@ -143,9 +157,9 @@ class PretrainModel(nnx.Module):
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs):
         self.encoder = Encoder(cfg, rngs=rngs)
-        self.pooler = Pooler(cfg.width, rngs=rngs)
-        self.mlm = _linear(cfg.width, cfg.vocab, rngs)
-        self.genre = _linear(cfg.width, cfg.genres, rngs)
+        self.pooler = Pooler(cfg.width, rngs=rngs, dtype=cfg.jnp_dtype)
+        self.mlm = _linear(cfg.width, cfg.vocab, rngs, cfg.jnp_dtype)
+        self.genre = _linear(cfg.width, cfg.genres, rngs, cfg.jnp_dtype)
 
     def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
         hidden = self.encoder(tokens)
@@ -165,23 +179,25 @@ class Classifier(nnx.Module):
 
     def __init__(self, encoder: Encoder, pooler: Pooler, *, rngs: nnx.Rngs):
         self.encoder, self.pooler = encoder, pooler
-        width = encoder.cfg.width
-        self.head = _linear(width, 2, rngs, kernel_init=nnx.initializers.normal(0.02))
+        width, dt = encoder.cfg.width, encoder.cfg.jnp_dtype
+        self.head = _linear(width, 2, rngs, dt, kernel_init=nnx.initializers.normal(0.02))
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
         return self.head(self.pooler(self.encoder(tokens)))
 
 
 def as_function(model: nnx.Module) -> tuple[Callable, np.ndarray, Callable[[jax.Array], Any]]:
-    """A module as a pure function of one flat float32 parameter vector.
+    """A module as a pure function of one flat parameter vector (the parameters' dtype:
+    float32 for the testbed, float64 for a ``dtype="float64"`` model).
 
     Returns:
       ``(apply, w, unravel)``: ``apply(w, tokens) = model(tokens)`` (pure: jit, vmap and grad
-      work in ``w``), the flat float32 parameters (numpy, (p,)) and ``unravel`` (flat vector
+      work in ``w``), the flat parameters (numpy, (p,)) and ``unravel`` (flat vector
       -> ``nnx.State`` of the parameters).
     """
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    w, unravel = ravel_pytree(jax.tree.map(lambda a: jnp.asarray(a, F32), params))
+    dtype = jnp.result_type(*jax.tree.leaves(params))
+    w, unravel = ravel_pytree(jax.tree.map(lambda a: jnp.asarray(a, dtype), params))
 
     def apply(w: jax.Array, tokens: jax.Array) -> jax.Array:
         return nnx.merge(graphdef, unravel(w), rest)(tokens)

@@ -60,8 +60,15 @@ def failures(check: dict) -> str:
     return "; ".join(_failed(a, check) for a in check["assumptions"] if not a["holds"]) or "none"
 
 
-def check_rows(report: dict, evidence: type) -> list[dict]:
+def check_rows(report: dict, evidence: type, *, study: str | None = None) -> list[dict]:
     """The check rows of ``report.json`` whose theorem takes evidence of class ``evidence``
-    (a study's rows: e.g. :class:`~stabtheory.bounds.HeadEvidence`), in report order."""
+    (e.g. :class:`~stabtheory.bounds.HeadEvidence`) and whose configuration's ``"study"`` tag
+    is ``study`` (``None``: rows without a tag, the head and fine-tuning studies'; a study
+    that checks the same theorems elsewhere, such as ``attention-theory``, tags its rows), in
+    report order."""
     ours = {th.id for th in REGISTRY.values() if issubclass(th.evidence, evidence)}
-    return [c for c in report["checks"] if c["theorem"] in ours]
+    return [
+        c
+        for c in report["checks"]
+        if c["theorem"] in ours and c.get("config", {}).get("study") == study
+    ]

@@ -8,8 +8,9 @@ loop over :data:`STUDIES`. Every study's results subclass :class:`Study`.
 Built-in studies: :mod:`.head` (head tuning), :mod:`.finetune` (full fine-tuning),
 :mod:`.stabilizers` (the stabilizers over seeds) and :mod:`.generalization` (the
 generalization gap beside replace-one stability) and :mod:`.phenomenon` (failed fine-tuning
-runs on the attention testbed; not run by default). The engine (:mod:`.engine`) runs every
-study's chunks (persistence, resume, devices, processes).
+runs on the attention testbed; not run by default) and :mod:`.attention_theory` (the
+theorems on the attention testbed's transformer; not run by default). The engine
+(:mod:`.engine`) runs every study's chunks (persistence, resume, devices, processes).
 """
 
 from stabtheory.simulations import engine
@@ -33,11 +34,15 @@ from stabtheory.simulations import generalization
 # isort: split
 from stabtheory.simulations import phenomenon
 
+# isort: split
+from stabtheory.simulations import attention_theory
+
 __all__ = [
     "STUDIES",
     "DrawResult",
     "Study",
     "StudyProtocol",
+    "attention_theory",
     "draws_by_config",
     "engine",
     "finetune",
