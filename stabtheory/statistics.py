@@ -45,6 +45,7 @@ __all__ = [
     "bootstrap_ratio",
     "bootstrap_std_ci",
     "brown_forsythe",
+    "disagreement",
     "effect_ratio",
     "kendall_tau",
     "mean_difference",
@@ -462,3 +463,25 @@ def brown_forsythe(a, b) -> float:
     if np.ptp(a) == 0 and np.ptp(b) == 0:
         return math.nan
     return float(scipy.stats.levene(a, b, center="median").pvalue)
+
+
+def disagreement(logits: np.ndarray) -> float:
+    r"""Mean pairwise disagreement of the predicted test labels between seeds ("churn").
+
+    .. math::
+        D = \frac{1}{S(S-1)} \sum_{s \ne s'} \frac1m \sum_j
+            \mathbb{1}[\operatorname{sign} f_s(x_j) \ne \operatorname{sign} f_{s'}(x_j)]
+          = \frac1m \sum_j \frac{2\, S\, p_j (1 - p_j)}{S - 1},
+
+    with ``p_j`` the fraction of the ``S`` seeds that predict +1 on test point ``j``. Scale
+    free (only the signs of the logits enter), so methods whose logits grow at different
+    rates compare fairly.
+
+    Example:
+      >>> disagreement(np.array([[1.0, 1.0], [1.0, -1.0]]))  # the seeds differ on one of two
+      0.5
+    """
+    pos = (np.asarray(logits) > 0).astype(np.float64)
+    S = pos.shape[0]
+    p = pos.mean(axis=0)
+    return float(np.mean(2.0 * S * p * (1.0 - p) / (S - 1)))

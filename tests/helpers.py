@@ -1,4 +1,5 @@
-"""Shared test helpers: tolerances by dtype, plain-numpy references and small test problems.
+"""Shared test helpers: tolerances by dtype, plain-numpy references, small test problems and a
+counter of JAX compilations.
 
 The references here are deliberately independent of stabtheory: plain numpy float64 loops,
 slicing instead of masks, and the textbook formulas for the losses. Tests compare the
@@ -6,6 +7,8 @@ library against them with the tolerance of the dtype the library computed in.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -232,3 +235,24 @@ def compare_trajectory(traj, ref, dtype=np.float64):
         np.asarray(traj.log_loss), ref["log_loss"], rtol=tol(dtype), atol=tol(dtype)
     )
     np.testing.assert_allclose(np.asarray(traj.dloss_max), ref["dloss_max"], rtol=tol(dtype))
+
+
+@contextlib.contextmanager
+def jax_compilations():
+    """The JAX traces and backend compilations run inside the block, from JAX's own
+    monitoring events (``"/jax/core/compile/..."``): a list that fills as they happen."""
+    events: list[str] = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event.startswith("/jax/core/compile/") and event.endswith(
+            ("jaxpr_trace_duration", "backend_compile_duration")
+        ):
+            events.append(event)
+
+    import jax
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield events
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)

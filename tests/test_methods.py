@@ -9,7 +9,6 @@ tiny testbed and passes its hooks (the methods' conformance test).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import jax
@@ -17,7 +16,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from helpers import tol
+from helpers import jax_compilations, tol
 
 from stabtheory import full_finetuning as ff
 from stabtheory import stabilizers as M
@@ -293,25 +292,6 @@ def test_head_only_keeps_the_encoder_fixed_and_moves_the_heads(tb):
     np.testing.assert_array_equal(M.weight_distance(r.encoder, r.encoder_start), 0.0)
     start = jax.vmap(lambda k: M.init_heads(jax.random.fold_in(k, 0), 1, 4))(M.seed_keys(SEEDS))
     assert np.all(np.abs(r.heads - np.asarray(start)).max(axis=(1, 2)) > 1e-3)
-
-
-@contextlib.contextmanager
-def jax_compilations():
-    """The JAX traces and backend compilations run inside the block, from JAX's own
-    monitoring events (``"/jax/core/compile/..."``): a list that fills as they happen."""
-    events: list[str] = []
-
-    def listener(event: str, duration: float, **kwargs) -> None:
-        if event.startswith("/jax/core/compile/") and event.endswith(
-            ("jaxpr_trace_duration", "backend_compile_duration")
-        ):
-            events.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield events
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def test_traced_settings_share_one_compilation(tb):

@@ -57,10 +57,14 @@ def test_disagreement_is_the_mean_pairwise_label_disagreement():
     assert S.disagreement(10.0 * L) == S.disagreement(L)  # scale free
 
 
-def _fake_study(acc_ratio: float, margin_shift: float) -> S.StabilizerStudy:
-    """A study with hand-made per-seed values: only the verdict rules run on it."""
+def _fake_study(
+    acc_ratio: float, margin_shift: float, plain_class: str = "failures"
+) -> S.StabilizerStudy:
+    """A study with hand-made per-seed values: only the verdict rules run on it. Plain
+    fine-tuning's seeds are classified ``plain_class`` (``"failures"``: the testbed shows the
+    phenomenon, its regimes count)."""
     spec = S.StabilizerStudySpec(
-        testbeds=("t",), methods=("plain", "mmr", "mhloss", "surt"), n_boot=400
+        testbeds=("t",), methods=("plain", "mmr", "mhloss", "surt"), n_boot=400, attention=None
     )
     rng = np.random.default_rng(2)
     study = S.StabilizerStudy(spec)
@@ -99,6 +103,7 @@ def _fake_study(acc_ratio: float, margin_shift: float) -> S.StabilizerStudy:
                 "disagreement": 0.1 * acc_ratio,
                 "disagreement_ratio": acc_ratio,
                 "disagreement_ratio_ci": [0.9 * acc_ratio, 1.1 * acc_ratio],
+                "classification": plain_class if m == "plain" else "failures",
             }
         )
     return study
@@ -109,8 +114,10 @@ def _fake_study(acc_ratio: float, margin_shift: float) -> S.StabilizerStudy:
     [
         (0.5, 0.3, "supported"),  # mechanism as predicted, spread halved
         (2.0, 0.3, "refuted"),  # mechanism as predicted, spread doubled
-        (0.5, -0.3, "refuted"),  # mechanism the wrong way
+        (0.5, -0.3, "supported"),  # the mechanism alone decides nothing (symmetric rule)
+        (2.0, -0.3, "refuted"),  # ... either way
         (1.0, 0.3, "inconclusive"),  # mechanism works, spread unchanged
+        (1.0, -0.3, "inconclusive"),  # a mechanism moving the wrong way alone does not refute
     ],
 )
 def test_verdict_rules(acc_ratio, shift, expected):
@@ -119,6 +126,19 @@ def test_verdict_rules(acc_ratio, shift, expected):
     for v in verdicts:
         assert v.verdict == expected, (v.claim, v.explanation)
         assert {r.regime for r in v.regimes} == {"t, test accuracy", "t, test predictions"}
+        assert all(r.counted for r in v.regimes)
+        want = "as predicted" if shift > 0 else "opposite"
+        assert all(r.mechanism_verdict == want for r in v.regimes)
+
+
+def test_a_testbed_without_failed_runs_is_shown_not_counted():
+    # Plain fine-tuning never fails on it: the claim is not judged there, whatever the spread.
+    for acc_ratio in (0.5, 2.0):
+        for v in S.judge_claims(_fake_study(acc_ratio, 0.3, plain_class="stable")):
+            assert v.verdict == "inconclusive", v.explanation
+            assert not any(r.counted for r in v.regimes)
+            assert all("not counted" in r.regime for r in v.regimes)
+            assert "no counted regime" in v.explanation
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,10 +162,12 @@ def test_quick_study_rows_verdicts_report_and_figures(quick, tmp_path):
             lo, hi = row["std_ratio_ci"]
             assert lo <= row["std_ratio"] <= hi or row["method"] == "plain"
     assert [v.claim for v in quick.verdicts] == ["mmr", "mhloss", "surt"]
+    arms = spec.attention.arms()
     for v in quick.verdicts:
         assert isinstance(v, Verdict)
         assert v.notion == "seed.std" and v.verdict in WORDS
-        assert len(v.regimes) == 2 * len(spec.testbeds)
+        attention = 4 * sum(a.method == v.claim for a in arms)  # 2 regimes x 2 endpoints
+        assert len(v.regimes) == 2 * len(spec.testbeds) + attention
         assert "Brown-Forsythe" in v.explanation and "ratio" in v.explanation
         for r in v.regimes:
             assert r.verdict in {"supported", "refuted", "inconclusive"}
@@ -232,6 +254,7 @@ def test_a_method_registered_in_a_test_runs_through_the_loop_and_the_study(toy, 
         steps=40,
         batch_size=8,
         n_boot=100,
+        attention=None,
     )
     # The shared loop runs it by name, with its loss term in the objective.
     tb = spec.testbed("synthetic")

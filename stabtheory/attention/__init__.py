@@ -6,9 +6,12 @@ Modules: :mod:`.corpus` (the HMM with a genre per sequence, the shift knob), :mo
 genre), :mod:`.checkpoint` (the shipped msgpack file and its bit-for-bit rebuild),
 :mod:`.tasks` (binary tasks on latent variables), :mod:`.finetune` (Adam with and without
 bias correction, warmup, many seeds as one program), :mod:`.phenomenon` (the settings grid and
-the failure classification). Float32 throughout: a testbed, not a theory check.
+the failure classification), :mod:`.arms` (paired stabilizer arms as one program, with a
+training-loss target) and :mod:`.surt` (masked-token re-training on a task's inputs).
+Float32 throughout: a testbed, not a theory check.
 """
 
+from stabtheory.attention.arms import ArmRuns, Network, Runs, body_mask, finetune_arms, network
 from stabtheory.attention.checkpoint import (
     CHECKPOINT,
     DEFAULT,
@@ -33,6 +36,7 @@ from stabtheory.attention.finetune import (
     Recipe,
     finetune_seeds,
     head_mask,
+    lr_at,
     scale_by_adam,
 )
 from stabtheory.attention.phenomenon import (
@@ -44,6 +48,7 @@ from stabtheory.attention.phenomenon import (
     default_grid,
 )
 from stabtheory.attention.pretraining import PretrainConfig, encoder_config, pretrain
+from stabtheory.attention.surt import masked_retraining
 from stabtheory.attention.tasks import TASKS, TaskConfig, TaskData, make_task
 
 __all__ = [
@@ -53,31 +58,39 @@ __all__ = [
     "DEFAULT_CORPUS",
     "HMM",
     "TASKS",
+    "ArmRuns",
     "Classification",
     "Classifier",
     "Encoder",
     "EncoderConfig",
     "FinetuneResult",
     "HMMConfig",
+    "Network",
     "PretrainConfig",
     "PretrainModel",
     "Recipe",
+    "Runs",
     "Sample",
     "Setting",
     "TaskConfig",
     "TaskData",
     "accepted",
     "as_function",
+    "body_mask",
     "classifier_functions",
     "classify",
     "default_grid",
     "encoder_config",
+    "finetune_arms",
     "finetune_seeds",
     "head_mask",
     "load_classifier",
     "load_pretrained",
+    "lr_at",
     "make_hmm",
     "make_task",
+    "masked_retraining",
+    "network",
     "pretrain",
     "rebuild_bytes",
     "sample",

@@ -43,6 +43,7 @@ __all__ = [
     "Recipe",
     "finetune_seeds",
     "head_mask",
+    "lr_at",
     "scale_by_adam",
 ]
 
@@ -148,7 +149,8 @@ def head_mask(clf: Classifier) -> np.ndarray:
     return np.asarray(ravel_pytree(marked)[0]) > 0
 
 
-def _lr_at(recipe: Recipe, t: jax.Array) -> jax.Array:
+def lr_at(recipe: Recipe, t: jax.Array) -> jax.Array:
+    """The learning rate of step ``t`` (linear warmup, then linear decay to 0 at ``steps``)."""
     steps = recipe.steps.astype(F32)
     warm = jnp.round(recipe.warmup * steps)
     t = t.astype(F32)
@@ -177,7 +179,7 @@ def _one_seed(apply, w0, hmask, X, y, X_test, y_test, recipe, key, batch_size):
         g = jax.grad(lambda v: _ce(apply, v, X[idx], y[idx])[0])(w)
         g = g * jnp.minimum(1.0, recipe.clip / (jnp.linalg.norm(g) + 1e-12))
         u, state = tx.update(g, state)
-        lr = _lr_at(recipe, t)
+        lr = lr_at(recipe, t)
         return w - lr * (u + recipe.weight_decay * w), state
 
     w, _ = jax.lax.fori_loop(0, recipe.steps, body, (w, tx.init(w)))

@@ -35,11 +35,18 @@ def _safe_norm(v: jax.Array, axis: int = -1) -> jax.Array:
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
 
 
+def _tiny(x: jax.Array) -> float:
+    """The smallest normal number of ``x``'s dtype: a divisor floor that does not underflow to 0
+    in float32 (1e-300 does, and 0/0 would turn a batch without one class into NaN)."""
+    return float(jnp.finfo(x.dtype).tiny)
+
+
 def _centroids(u: jax.Array, y: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
     pos = weights * (y > 0)
     neg = weights * (y < 0)
-    mu_pos = pos @ u / jnp.maximum(jnp.sum(pos), 1e-300)
-    mu_neg = neg @ u / jnp.maximum(jnp.sum(neg), 1e-300)
+    tiny = _tiny(u)
+    mu_pos = pos @ u / jnp.maximum(jnp.sum(pos), tiny)
+    mu_neg = neg @ u / jnp.maximum(jnp.sum(neg), tiny)
     return mu_pos, mu_neg
 
 
@@ -91,13 +98,13 @@ def mmr_penalty(
     features = jnp.asarray(features)
     y = jnp.asarray(y, features.dtype)
     w = jnp.ones_like(y) if weights is None else jnp.asarray(weights, features.dtype)
-    u = features / jnp.maximum(_safe_norm(features)[:, None], 1e-300)
+    u = features / jnp.maximum(_safe_norm(features)[:, None], _tiny(features))
     mu_pos, mu_neg = _centroids(u, y, w)
     diff = mu_pos - mu_neg
     dist = _safe_norm(diff)
     if kind == "centroid":
         return -dist
-    e = diff / jnp.maximum(dist, 1e-300)
+    e = diff / jnp.maximum(dist, _tiny(diff))
     m = y * ((u - 0.5 * (mu_pos + mu_neg)) @ e)
     return temperature * jax.nn.logsumexp(-m / temperature, b=w)
 

@@ -6,9 +6,12 @@ section 5 lists the claims ``mmr``, ``mhloss`` and ``surt``. :mod:`.spec` says w
 that has a claim through its mechanism hook, :mod:`.report` writes its JSON section, markdown
 and figures, and :mod:`.study` ties them into the study protocol. The study loops over
 :data:`stabtheory.stabilizers.METHODS`: it names no method but its reference, ``plain``.
+:mod:`.attention` is the part on the attention testbed (paired seeds over draws, the failure
+rate and log std ratio, a fixed budget and a loss target), which decides the claims.
 """
 
 from stabtheory.simulations.registry import register_study
+from stabtheory.simulations.stabilizers.attention import AttentionSpec
 from stabtheory.simulations.stabilizers.claims import (
     MEASURES,
     STATISTIC,
@@ -40,6 +43,7 @@ __all__ = [
     "REFERENCE",
     "STATISTIC",
     "STUDY",
+    "AttentionSpec",
     "MethodResult",
     "StabilizerRegime",
     "StabilizerStudy",

@@ -1,21 +1,22 @@
-r"""The stabilizer study's verdicts: one per method with a claim, a regime per testbed and measure.
+r"""The stabilizer study's verdicts: one per method with a claim, with regimes on every testbed.
 
-A claim "X raises <mechanism> and stability" gets, per testbed and spread measure (a regime):
+**The rule is symmetric and the stability endpoint alone decides** (the mechanism is reported
+beside and never changes a verdict): a regime is ``supported`` when stability is raised,
+``refuted`` when it is lowered, ``inconclusive`` otherwise.
 
-* ``supported`` when the mechanism moves as predicted (its 95% interval excludes no change,
-  on the predicted side: :attr:`stabtheory.stabilizers.Mechanism.verdict`) and stability is
-  raised: the ratio is at most 1/1.1 and its interval lies below 1 (for the accuracy std,
-  **and** the Brown-Forsythe p-value is below ``alpha`` = 0.05);
-* ``refuted`` when either part moves decisively the other way (the mechanism's interval on
-  the wrong side, or a ratio of at least 1.1 whose interval lies above 1, with p < alpha for
-  the accuracy std);
-* ``inconclusive`` otherwise (e.g. the mechanism works but the spread does not change
-  detectably);
+**A testbed counts only where it shows the phenomenon.** A claim is about stabilizing
+fine-tuning where runs fail; a testbed's regimes count toward the verdict only when plain
+fine-tuning's seeds there are classified ``"failures"`` by
+:func:`stabtheory.attention.classify` (some seeds at the majority class while the others
+succeed). The MLP testbeds (``synthetic``, ``digits``) show no failed run in the default
+design: their regimes are shown, not counted, and the name says why. The attention testbed's
+regimes (:mod:`stabtheory.simulations.stabilizers.attention`: paired seeds over draws, failure
+rate and log std ratio, fixed budget and loss target) decide.
 
-and the regimes (design ``"natural"``: randomised arms of one algorithm input; ``replicates``
-the seeds, ``effect`` the ratio) are combined by :func:`stabtheory.claims.combine`
-(``regime-dependent`` when some regimes support and others refute). Intervals resample the
-seeds of one task draw and one pre-training: verdicts are conditional on them.
+On an MLP testbed, per spread measure (a regime): stability is raised when the ratio
+method / plain is at most 1/1.1 and its interval lies below 1 (for the accuracy std, **and**
+the Brown-Forsythe p-value is below ``alpha`` = 0.05), lowered symmetrically; ``replicates``
+are the seeds of one task draw and one pre-training (conditional on them).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import math
 import numpy as np
 
 from stabtheory.claims import MIN_EFFECT, Claim, RegimeVerdict, Verdict, combine
+from stabtheory.simulations.stabilizers import attention as att
 from stabtheory.simulations.stabilizers.results import StabilizerStudy
 from stabtheory.simulations.stabilizers.spec import REFERENCE
 from stabtheory.stabilizers import Comparison, Method
@@ -42,12 +44,17 @@ __all__ = [
 
 #: The statistic of the stability part of a verdict (the ``effect`` of a regime).
 STATISTIC = (
-    "effect = ratio method / plain of the seed spread (test-accuracy std, with the "
+    "attention testbed (counted where plain fine-tuning shows failures): effect = failure-rate "
+    "ratio arm / plain (McNemar exact test on seed pairs pooled over draws, paired "
+    "hierarchical bootstrap CI) or exp(mean per-draw log std ratio of test accuracy) "
+    "(t-interval over draws), Holm over the claim's four p-values, decisive when p_holm <= "
+    f"0.05, the effect <= 1/{MIN_EFFECT} (>= {MIN_EFFECT}) and its CI below (above) 1; "
+    "MLP testbeds: effect = ratio method / plain of the seed spread (test-accuracy std, with the "
     "Brown-Forsythe p-value; or test-prediction disagreement), percentile-bootstrap 95% CI "
     "(seeds resampled within each method); stability is raised (lowered) only when the CI "
     f"lies below (above) 1, the ratio is <= 1/{MIN_EFFECT} (>= {MIN_EFFECT}) "
-    "and, for the accuracy std, p < alpha; the mechanism statistic and its interval are in "
-    "'mechanism'"
+    "and, for the accuracy std, p < alpha; the stability endpoint alone decides (symmetric), "
+    "the mechanism statistic and its interval are in 'mechanism'"
 )
 
 #: The two faces of ``seed.std`` (docs/theory.md section 1) that the verdicts use as regimes.
@@ -144,14 +151,16 @@ def _regime(study: StabilizerStudy, method: Method, task: str, measure: str) -> 
         stab = "no detectable change"
     mech = method.mechanism(comparison(study, method, task))
     word_mech = mech.verdict
-    if word_mech == "as predicted" and stab == "raised":
-        word = "supported"
-    elif word_mech == "opposite" or stab == "lowered":
-        word = "refuted"
-    else:
-        word = "inconclusive"
+    word = {"raised": "supported", "lowered": "refuted"}.get(stab, "inconclusive")
+    shows = plain.get("classification") == "failures"
+    why = (
+        ""
+        if shows
+        else f" [not counted: plain fine-tuning is '{plain.get('classification', 'unknown')}' "
+        "here, no failed run: the testbed does not show the phenomenon the claim is about]"
+    )
     return StabilizerRegime(
-        regime=f"{task}, {measure}",
+        regime=f"{task}, {measure}{why}",
         verdict=word,
         tau=math.nan,
         ci=(math.nan, math.nan),
@@ -161,6 +170,7 @@ def _regime(study: StabilizerStudy, method: Method, task: str, measure: str) -> 
         replicates=_seeds(study, task, method.name),
         effect=ratio,
         effect_ci=(lo, hi),
+        counted=shows,
         p_value=p,
         mechanism=f"{mech.text}: {word_mech}",
         mechanism_verdict=word_mech,
@@ -176,6 +186,7 @@ def judge_claims(study: StabilizerStudy) -> list[StabilizerVerdict]:
     disagreement of the test predictions (its ratio and bootstrap interval).
     """
     verdicts = []
+    a_spec = study.spec.attention
     for method in study.spec.methods:
         if not method.claim:
             continue
@@ -184,8 +195,28 @@ def judge_claims(study: StabilizerStudy) -> list[StabilizerVerdict]:
             for task in study.spec.testbeds
             for measure in MEASURES
         ]
-        v = combine(claim_of(method), "seed.std", regimes, figure=f"stabilizers_{method.name}.png")
-        details = []
+        attention = []
+        if study.attention and method.name in {a.method for a in a_spec.arms()}:
+            table = study.attention_table
+            attention = att.attention_regimes(study.attention, method.name, a_spec, table)
+        v = combine(
+            claim_of(method),
+            "seed.std",
+            [*attention, *regimes],
+            # the figure of the testbed that decides: the attention one where it ran
+            figure="stabilizers_attention.png" if attention else f"stabilizers_{method.name}.png",
+        )
+        details = [
+            f"attention {r.arm}, {r.regime.split(', ')[1]}: {r.endpoint} ratio "
+            f"{r.effect:.3f} [{r.effect_ci[0]:.3f}, {r.effect_ci[1]:.3f}], p={r.p_value:.3g}"
+            f"{'' if not r.counted else f' (Holm {r.p_holm:.3g})'}: stability "
+            f"{r.stability_verdict} -> {r.verdict}"
+            for r in attention
+            if a_spec.primary(method.name).name == r.arm
+        ]
+        if attention:
+            lead = next(r for r in attention if r.arm == a_spec.primary(method.name).name)
+            details.append(f"attention mechanism ({lead.arm}): {lead.mechanism}")
         for task in study.spec.testbeds:
             acc, pred = (r for r in regimes if r.regime.startswith(f"{task},"))
             details.append(

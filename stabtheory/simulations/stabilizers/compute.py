@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from stabtheory.simulations import engine
+from stabtheory.simulations.stabilizers import attention as att
 from stabtheory.simulations.stabilizers.results import StabilizerStudy
 from stabtheory.simulations.stabilizers.spec import REFERENCE, StabilizerStudySpec
 from stabtheory.stabilizers import (
@@ -38,6 +39,7 @@ from stabtheory.statistics import (
     bootstrap_mean_ci,
     bootstrap_ratio,
     brown_forsythe,
+    disagreement,
     sample_std,
     std_ratio,
 )
@@ -50,28 +52,6 @@ __all__ = [
     "disagreement",
     "seed_measures",
 ]
-
-
-def disagreement(logits: np.ndarray) -> float:
-    r"""Mean pairwise disagreement of the predicted test labels between seeds ("churn").
-
-    .. math::
-        D = \frac{1}{S(S-1)} \sum_{s \ne s'} \frac1m \sum_j
-            \mathbb{1}[\operatorname{sign} f_s(x_j) \ne \operatorname{sign} f_{s'}(x_j)]
-          = \frac1m \sum_j \frac{2\, S\, p_j (1 - p_j)}{S - 1},
-
-    with ``p_j`` the fraction of the ``S`` seeds that predict +1 on test point ``j``. Scale
-    free (only the signs of the logits enter), so methods whose logits grow at different
-    rates compare fairly.
-
-    Example:
-      >>> disagreement(np.array([[1.0, 1.0], [1.0, -1.0]]))  # the seeds differ on one of two
-      0.5
-    """
-    pos = (np.asarray(logits) > 0).astype(np.float64)
-    S = pos.shape[0]
-    p = pos.mean(axis=0)
-    return float(np.mean(2.0 * S * p * (1.0 - p) / (S - 1)))
 
 
 def _disagreement_ratio(la, lb, *, n_boot, level, seed) -> tuple[float, tuple[float, float]]:
@@ -132,15 +112,18 @@ class MethodResult:
     centroid_distance: float
     weight_distance_w0: float
     mechanisms: dict[str, dict]
+    majority: float = 0.5
 
 
 def chunks(spec: StabilizerStudySpec) -> list[engine.Chunk]:
-    """One chunk per (testbed, method): its seeds are one vmapped program."""
-    return [
+    """One chunk per (testbed, method): its seeds are one vmapped program; then one chunk per
+    draw of the attention part (every arm's seeds as one program)."""
+    mlp = [
         engine.Chunk("stabilizers", (task, m.name), (((task, m.name), 0),), spec)
         for task in spec.testbeds
         for m in spec.methods
     ]
+    return mlp + (att.chunks(spec.attention, spec) if spec.attention is not None else [])
 
 
 def compute(spec: StabilizerStudySpec, chunk: engine.Chunk) -> MethodResult:
@@ -151,6 +134,8 @@ def compute(spec: StabilizerStudySpec, chunk: engine.Chunk) -> MethodResult:
     reference's chunk also runs every method's testbed-level
     :meth:`~stabtheory.stabilizers.Method.measure` on the reference runs.
     """
+    if chunk.group[0] == "attention":
+        return att.compute_draw(spec.attention, chunk.group[1])
     (((task, name), _),) = chunk.items
     names = [m.name for m in spec.methods]
     j = names.index(name)
@@ -179,12 +164,22 @@ def compute(spec: StabilizerStudySpec, chunk: engine.Chunk) -> MethodResult:
         ),
         weight_distance_w0=float(weight_distance(r.encoder, w0_enc).mean()),
         mechanisms=mechanisms,
+        majority=_majority(tb.y_test),
     )
+
+
+def _majority(y) -> float:
+    """The test accuracy of predicting the majority class of labels ``y``."""
+    share = float(np.mean(np.asarray(y) == np.max(y)))
+    return max(share, 1.0 - share)
 
 
 def _row(spec: StabilizerStudySpec, r: MethodResult, plain: MethodResult) -> dict:
     """The table row of one (testbed, method) (see :func:`assemble`)."""
+    from stabtheory.attention.phenomenon import classify
+
     boot = dict(n_boot=spec.n_boot, level=spec.level)
+    failures = classify(r.test_accuracy, r.train_loss, r.majority, level=spec.level)
     ps = r.per_seed
     ratio, ratio_ci = std_ratio(r.test_accuracy, plain.test_accuracy, **boot)
     dr, dr_ci = _disagreement_ratio(r.test_logits, plain.test_logits, seed=1, **boot)
@@ -217,6 +212,10 @@ def _row(spec: StabilizerStudySpec, r: MethodResult, plain: MethodResult) -> dic
         "weight_distance_ci": [float(c) for c in dist_ci],
         "weight_distance_w0": r.weight_distance_w0,
         "head_direction_error": float(np.nanmean(hde)) if np.isfinite(hde).any() else math.nan,
+        "majority": r.majority,
+        "failure_rate": failures.failure_rate,
+        "failure_ci": list(failures.failure_ci),
+        "classification": failures.classification,
     }
 
 
@@ -233,9 +232,19 @@ def assemble(spec: StabilizerStudySpec, results: Sequence[MethodResult]) -> Stab
     ``centroid_distance`` (the MMR quantity on all training features), ``weight_distance``
     (from the fine-tuning start) and its ``_ci``, ``weight_distance_w0`` (from the pre-trained
     encoder), ``head_direction_error`` (final mean head vs ``u_S``, mean over separable
-    seeds).
+    seeds), ``majority`` (of the test labels), ``failure_rate`` and ``failure_ci``
+    (:func:`stabtheory.attention.classify`: test accuracy within 1 point of the majority class)
+    and ``classification`` (``"failures"`` when the testbed shows the phenomenon). The
+    attention part's draws go to ``study.attention`` and its table to
+    ``study.attention_table``.
     """
     study = StabilizerStudy(spec)
+    draws = [r for r in results if isinstance(r, dict)]
+    results = [r for r in results if not isinstance(r, dict)]
+    if spec.attention is not None and draws:
+        a = spec.attention
+        study.attention = att.assemble(a, draws)
+        study.attention_table = att.arm_table(study.attention, a.level, a.n_boot)
     for task in spec.testbeds:
         parts = {r.settings["name"]: r for r in results if r.testbed == task}
         plain = parts[REFERENCE]

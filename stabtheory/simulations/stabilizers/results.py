@@ -27,11 +27,17 @@ class StabilizerStudy(Study):
         ``weight_distance``, ``head_direction_error``, ``logits`` and the methods' own).
       mechanisms: per testbed and method, the testbed-level mechanism data the method measured
         (:meth:`stabtheory.stabilizers.Method.measure`; e.g. MHLoss's head convergence).
+      attention: the attention part's draws stacked
+        (:func:`stabtheory.simulations.stabilizers.attention.assemble`); empty without it.
+      attention_table: its per-(arm, regime) rows
+        (:func:`stabtheory.simulations.stabilizers.attention.arm_table`).
     """
 
     accuracy: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
     per_seed: dict[str, dict[str, dict[str, np.ndarray]]] = dataclasses.field(default_factory=dict)
     mechanisms: dict[str, dict[str, dict]] = dataclasses.field(default_factory=dict)
+    attention: dict = dataclasses.field(default_factory=dict)
+    attention_table: list[dict] = dataclasses.field(default_factory=list)
 
     def row(self, testbed: str, method: str) -> dict:
         """The row of one (testbed, method)."""

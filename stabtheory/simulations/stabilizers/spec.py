@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from stabtheory import full_finetuning as ff
+from stabtheory.simulations.stabilizers.attention.spec import AttentionSpec
 from stabtheory.stabilizers import METHODS, Method, Settings, get_method
 
 __all__ = ["REFERENCE", "StabilizerStudySpec"]
@@ -41,6 +42,9 @@ class StabilizerStudySpec:
       lr, steps, batch_size, dropout: plain fine-tuning (Adam), the base of every method's
         :class:`~stabtheory.stabilizers.Settings`.
       n_boot, level, alpha: bootstrap resamples, interval level, test level.
+      attention: the attention testbed's design
+        (:class:`~stabtheory.simulations.stabilizers.attention.AttentionSpec`: draws, paired
+        seeds, arms with doses, two regimes), or ``None`` to run the MLP testbeds only.
     """
 
     testbeds: tuple[str, ...] = ("synthetic", "digits")
@@ -51,7 +55,7 @@ class StabilizerStudySpec:
     features: int = 8
     pretrain_steps: int = 1000
     methods: tuple[Method, ...] = dataclasses.field(default_factory=_registered)
-    seeds: int = 200
+    seeds: int = 100
     seed: int = 0
     lr: float = 1e-3
     steps: int = 150
@@ -60,6 +64,7 @@ class StabilizerStudySpec:
     n_boot: int = 2000
     level: float = 0.95
     alpha: float = 0.05
+    attention: AttentionSpec | None = dataclasses.field(default_factory=AttentionSpec)
 
     def __post_init__(self):
         methods = tuple(get_method(m) if isinstance(m, str) else m for m in self.methods)
@@ -87,6 +92,7 @@ class StabilizerStudySpec:
             seeds=20,
             steps=100,
             n_boot=500,
+            attention=AttentionSpec.quick(),
         )
 
     def method_configs(self) -> dict[str, Settings]:
