@@ -226,7 +226,7 @@ def _fake(spec, *, arm_fail: float, arm_spread: float, mechanism: float, plain_f
     }
 
 
-SPEC = dataclasses.replace(att.AttentionSpec.quick(), draws=6, seeds=40)
+SPEC = dataclasses.replace(att.AttentionSpec.quick(), draws=att.MIN_DRAWS, seeds=40)
 
 
 @pytest.mark.parametrize(
@@ -253,6 +253,19 @@ def test_symmetric_rule_the_endpoint_decides(arm_fail, arm_spread, mechanism, ex
             assert r.mechanism_verdict == ("as predicted" if mechanism > 0 else "opposite")
             assert r.p_holm >= r.p_value
             json.dumps(r.to_dict(), allow_nan=False)
+
+
+def test_fewer_than_ten_draws_are_not_counted():
+    """docs/theory.md section 6: a claim is about the algorithm, so a regime counts only with
+    at least MIN_DRAWS (10) data draws, whatever its effect (here failures all rescued)."""
+    few = dataclasses.replace(SPEC, draws=att.MIN_DRAWS - 1)
+    study = _fake(few, arm_fail=0.05, arm_spread=1.0, mechanism=0.2)
+    table = att.arm_table(study, few.level, 300)
+    for method in ("mmr", "mhloss", "surt"):
+        regimes = att.attention_regimes(study, method, few, table)
+        assert not any(r.counted for r in regimes)
+        primary = [r for r in regimes if "secondary" not in r.regime]
+        assert primary and all("fewer than 10" in r.regime for r in primary)
 
 
 def test_no_failures_in_plain_means_not_counted():

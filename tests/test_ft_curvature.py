@@ -147,31 +147,41 @@ def test_the_default_step_is_set_along_pilot_runs(bed, passes):
 
 
 def test_real_runs_go_on_to_the_stationarity_tolerance(bed):
-    """After the last checkpoint every real run (S and every S\\i) continues by GD until its
-    own relative gradient norm is at most tol: where it stopped the gradient is below it,
-    one step earlier it was not, and a cap of 0 stops at the last checkpoint."""
+    """After the last checkpoint every real run (S and every S\\i) continues by GD, all of
+    them for a common number of steps T: the first at which every run's own relative gradient
+    norm is at most tol (one step earlier some run was above it); a cap of 0 stops at the last
+    checkpoint."""
     tol = 1e-4
     ev = ft.ft_evidence(bed.apply, bed.w0, bed.X, bed.y, lam=0.1, steps=STEPS, tol=tol)
     assert ev.stationary and ev.w_stat.shape == (ev.n + 1, ev.tm.w0.shape[0])
     assert np.all(ev.stat_ratio <= tol) and ev.config["tol"] == tol
+    T = int(ev.stat_steps[0])
+    assert T > 0 and np.all(ev.stat_steps == T)
     w0, lr = jnp.asarray(bed.w0), ev.config["lr"]
     masks = np.asarray(jnp.concatenate([jnp.ones((1, ev.n)), 1 - jnp.eye(ev.n)]))
-    for r in (0, 3):
-        F = dense_objective(bed.apply, w0, bed.X, bed.y, jnp.asarray(masks[r]), 0.1)
-        g0 = np.linalg.norm(jax.grad(F)(w0))
+    before = []
+    for r in range(ev.n + 1):
+        F = jax.jit(dense_objective(bed.apply, w0, bed.X, bed.y, jnp.asarray(masks[r]), 0.1))
+        grad = jax.jit(jax.grad(F))
+        g0 = np.linalg.norm(grad(w0))
         w = jnp.asarray(ev.w_real[r, -1])
-        for _ in range(int(ev.stat_steps[r])):
-            assert np.linalg.norm(jax.grad(F)(w)) / g0 > tol
-            w = w - lr * jax.grad(F)(w)
-        np.testing.assert_allclose(w, ev.w_stat[r], rtol=1e-9, atol=1e-12)
-        assert ev.stat_ratio[r] == pytest.approx(np.linalg.norm(jax.grad(F)(w)) / g0, rel=1e-9)
+        for _ in range(T - 1):
+            w = w - lr * grad(w)
+        before.append(np.linalg.norm(grad(w)) / g0)
+        w = w - lr * grad(w)
+        if r in (0, 3):
+            np.testing.assert_allclose(w, ev.w_stat[r], rtol=1e-9, atol=1e-12)
+            assert ev.stat_ratio[r] == pytest.approx(np.linalg.norm(grad(w)) / g0, rel=1e-9)
+    assert max(before) > tol  # T is the first step at which every run is below it
     assert ft.stationarity(ev) == pytest.approx(ev.stat_ratio[0], rel=1e-9)
     capped = ft.ft_evidence(bed.apply, bed.w0, bed.X, bed.y, lam=0.1, steps=STEPS, max_steps=0)
     np.testing.assert_array_equal(capped.w_stat, capped.w_real[:, -1])
     assert not capped.stat_steps.any()
+    no_real = ft.ft_evidence(bed.apply, bed.w0, bed.X, bed.y, lam=0.1, steps=(1,), real=False)
+    assert no_real.stationary is None
 
 
-def test_gd_to_tolerance_respects_its_cap_and_freezes_finished_runs():
+def test_gd_to_tolerance_stops_every_run_together_and_respects_its_cap():
     apply = lambda w, x: w @ x  # noqa: E731
     X, y, w0 = jnp.eye(2), jnp.array([1.0, -1.0]), jnp.zeros(2)
     S = jnp.array([[1.0, 1.0], [1.0, 0.0]])
@@ -180,7 +190,11 @@ def test_gd_to_tolerance_respects_its_cap_and_freezes_finished_runs():
     loose = ff.gd_to_tolerance(
         apply, jnp.zeros((2, 2)), w0, X, y, S, 0.5, 0.1, tol=0.5, max_steps=1000
     )
-    assert np.all(loose.ratio <= 0.5) and np.all(loose.steps < 1000)
+    assert np.all(loose.ratio <= 0.5) and loose.steps[0] == loose.steps[1] < 1000
+    # the same GD as gd_finetune for that many steps, on each mask
+    for r in range(2):
+        W = ff.gd_finetune(apply, w0, X, y, S[r], 0.5, 0.1, (int(loose.steps[r]),))
+        np.testing.assert_allclose(loose.w[r], W[0], rtol=1e-12)
 
 
 def test_an_explicit_step_is_kept(bed):

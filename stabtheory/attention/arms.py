@@ -16,11 +16,11 @@ encoder share one compiled program (``jax.vmap`` over the runs):
 
 **Pairing.** Run ``(arm, seed s)`` uses the key of seed ``s`` whatever its arm: head 0 is
 drawn exactly as :func:`~stabtheory.attention.finetune_seeds` draws the head of seed ``s``
-(so plain here *is* that function's run), the extra heads of MHLoss from
-``fold_in(head key, k)``, and the data order from the same key. The encoder has no dropout,
-so nothing else is random. ``sample_weights`` weight each training example in the loss (and
-in MMR's centroids): a zero leaves it out without changing the data order or the shapes
-(leave-one-out as a mask).
+(so plain here *is* that function's run), the extra heads of MHLoss from one draw of
+``fold_in(head key, 1)`` (independent of head 0), and the data order from the same key. The
+encoder has no dropout, so nothing else is random. ``sample_weights`` weight each training
+example in the loss (and in MMR's centroids): a zero leaves it out without changing the data
+order or the shapes (leave-one-out as a mask).
 
 **Two regimes in one scan.** The fixed budget is the weights after ``recipe.steps``. The
 loss-target regime freezes a copy of the weights after the first window of ``window`` steps

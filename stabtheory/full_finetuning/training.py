@@ -56,8 +56,8 @@ class Stationary(NamedTuple):
 
     Attributes:
       w: (runs, p) the weights.
-      steps: (runs,) GD steps taken after the start (``max_steps`` where the tolerance was not
-        reached).
+      steps: (runs,) GD steps taken after the start, the same for every run (``max_steps``
+        where the tolerance was not reached).
       ratio: (runs,) ``||grad F_s(w)|| / ||grad F_s(w0)||`` at ``w``.
     """
 
@@ -81,14 +81,17 @@ def gd_to_tolerance(
     linear: jax.Array | None = None,
     scale: jax.Array | float = 1.0,
 ) -> Stationary:
-    r"""Continue full-batch GD (:func:`gd_step`) on every run from ``w_start`` until its own
-    relative gradient norm ``||grad F_s(w)|| / ||grad F_s(w0)||`` is at most ``tol``, or
+    r"""Continue full-batch GD (:func:`gd_step`) on every run from ``w_start`` until every
+    run's relative gradient norm ``||grad F_s(w)|| / ||grad F_s(w0)||`` is at most ``tol``, or
     ``max_steps`` steps.
 
-    Run ``r`` (mask ``sample_weights[r]``) stops at its first iterate below the tolerance
-    (it is frozen there while the others go on; the loop ends when every run has stopped or
-    after ``max_steps``), so each run is the same GD as :func:`gd_finetune` with a stopping
-    rule of its own data. ``tol``, ``max_steps`` and ``lr`` are traced. Pure: no jit inside.
+    The runs stop **together**: every run takes the same number of steps, the first at which
+    all of them are below the tolerance (or the cap). So run ``r`` is GD on its own mask for a
+    common number of steps, and the difference between two runs is not a difference in where
+    each happened to stop (a run stopped at its own first iterate below the tolerance would
+    carry an optimisation error of up to ``tol ||grad F_s(w0)|| / lambda_min`` into every
+    leave-one-out difference). ``tol``, ``max_steps`` and ``lr`` are traced. Pure: no jit
+    inside.
 
     Args:
       apply, w0, X, y, lr, lam, linear, scale: as in :func:`gd_finetune` (``w0`` the start of
@@ -96,10 +99,10 @@ def gd_to_tolerance(
       w_start: (runs, p) where each run continues from (e.g. its last checkpoint).
       sample_weights: (runs, n) the masks.
       tol: the relative gradient-norm tolerance, > 0.
-      max_steps: the most steps any run takes.
+      max_steps: the most steps.
 
     Returns:
-      :class:`Stationary`.
+      :class:`Stationary` (``steps`` the same for every run).
 
     Example:
       >>> apply = lambda w, x: w @ x
@@ -125,19 +128,19 @@ def gd_to_tolerance(
         return jax.vmap(lambda w, s: jnp.linalg.norm(grad(w, s)))(W, S) / g_ref
 
     def cond(state):
-        t, _, _, done = state
-        return (t < max_steps) & ~jnp.all(done)
+        t, _, done = state
+        return (t < max_steps) & ~done
 
     def body(state):  # one gradient per run and step: it tests the tolerance and moves
-        t, W, steps, _ = state
+        t, W, _ = state
         G = jax.vmap(grad)(W, S)
-        done = jnp.linalg.norm(G, axis=1) / g_ref <= tol
-        W = jnp.where(done[:, None], W, W - lr * G)
-        return t + 1, W, steps + (~done).astype(steps.dtype), done
+        done = jnp.all(jnp.linalg.norm(G, axis=1) / g_ref <= tol)
+        W = jnp.where(done, W, W - lr * G)
+        return t + (~done).astype(t.dtype), W, done
 
     W = jnp.asarray(w_start, jnp.float64)
-    none = jnp.zeros(S.shape[0], bool)
-    _, W, steps, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), W, none.astype(jnp.int32), none))
+    t, W, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), W, jnp.bool_(False)))
+    steps = jnp.full(S.shape[0], t, jnp.int32)
     return Stationary(W, steps, ratios(W))
 
 

@@ -130,8 +130,11 @@ class FTEvidence:
         return float(self.config["lr"] * np.max(self.hessian_max) / 2)
 
     @property
-    def stationary(self) -> bool:
-        """Whether every real run (S and every S\\i) reached the stationarity tolerance."""
+    def stationary(self) -> bool | None:
+        """Whether every real run (S and every S\\i) reached the stationarity tolerance
+        (``None`` without the real network)."""
+        if self.stat_ratio is None or "tol" not in self.config:
+            return None
         return bool(np.all(self.stat_ratio <= self.config["tol"]))
 
     @property

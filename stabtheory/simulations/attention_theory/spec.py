@@ -55,7 +55,10 @@ class AttentionTheorySpec:
         if not self.ns or min(self.ns) < 4 or not self.lengths or not self.head_ns:
             raise ValueError("need at least one n >= 4, one head n and one length.")
         if any(n % 2 for n in (*self.ns, *self.head_ns)):
-            raise ValueError("every n must be even (balanced task draws).")
+            raise ValueError(
+                "every n must be even (the task draw of the largest n is balanced; the smaller "
+                "samples are its prefixes, balanced only on average)."
+            )
         if not set(self.real_ns) <= set(self.ns):
             raise ValueError(f"real_ns {self.real_ns} must be among ns {self.ns}.")
         if self.lam <= 0:

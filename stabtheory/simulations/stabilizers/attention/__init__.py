@@ -5,6 +5,7 @@ chunk per draw), :mod:`.claims` (the primary endpoint, mechanisms and regimes) a
 
 from stabtheory.simulations.stabilizers.attention.claims import (
     ENDPOINTS,
+    MIN_DRAWS,
     REGIMES,
     AttentionRegime,
     arm_table,
@@ -29,6 +30,7 @@ from stabtheory.simulations.stabilizers.attention.spec import Arm, AttentionSpec
 
 __all__ = [
     "ENDPOINTS",
+    "MIN_DRAWS",
     "REGIMES",
     "Arm",
     "AttentionRegime",

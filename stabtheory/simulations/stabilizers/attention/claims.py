@@ -50,6 +50,7 @@ from stabtheory.statistics import (
 
 __all__ = [
     "ENDPOINTS",
+    "MIN_DRAWS",
     "REGIMES",
     "AttentionRegime",
     "arm_table",
@@ -367,21 +368,32 @@ class AttentionRegime(RegimeVerdict):
         }
 
 
+#: The fewest draws (task samples) that let a regime count (docs/theory.md section 6: a claim
+#: is about the algorithm, so every configuration runs on at least this many data draws).
+MIN_DRAWS = 10
+
+
 def attention_regimes(study: dict, method: str, spec, table: list[dict]) -> list[AttentionRegime]:
     """Every regime of ``method`` on the attention testbed: its primary arm's four (counted
-    when plain shows failures; Holm over the four p-values) and each secondary dose's four
-    (shown)."""
+    when plain shows failures and the design has at least :data:`MIN_DRAWS` draws; Holm over
+    the four p-values) and each secondary dose's four (shown)."""
     plain_budget = next(r for r in table if r["arm"] == "plain" and r["regime"] == REGIMES[0])
     shows = plain_budget["classification"] == "failures"
-    why = (
-        ""
-        if shows
-        else f" [not counted: plain fine-tuning is '{plain_budget['classification']}' here, "
-        "no failure rate to move]"
-    )
+    enough = spec.draws >= MIN_DRAWS
+    why = ""
+    if not shows:
+        why = (
+            f" [not counted: plain fine-tuning is '{plain_budget['classification']}' here, "
+            "no failure rate to move]"
+        )
+    elif not enough:
+        why = (
+            f" [not counted: {spec.draws} draw(s), fewer than {MIN_DRAWS} (docs/theory.md "
+            "section 6)]"
+        )
     out = []
     for arm in (a for a in spec.arms() if a.method == method):
-        counted = arm.primary and shows
+        counted = arm.primary and shows and enough
         rows = {r["regime"]: r for r in table if r["arm"] == arm.name}
         plain_rows = {r["regime"]: r for r in table if r["arm"] == "plain"}
         cells = []

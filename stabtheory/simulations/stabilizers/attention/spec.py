@@ -85,8 +85,8 @@ class AttentionSpec:
     warmup: float = 0.1
     bias_correction: bool = False
     batch_size: int = 16
-    draws: int = 4
-    seeds: int = 24
+    draws: int = 10
+    seeds: int = 12
     task_seed: int = 1
     pretrain_draws: bool = False
     pretrain_steps: int = 6000
