@@ -152,7 +152,9 @@ def test_real_runs_go_on_to_the_stationarity_tolerance(bed):
     norm is at most tol (one step earlier some run was above it); a cap of 0 stops at the last
     checkpoint."""
     tol = 1e-4
-    ev = ft.ft_evidence(bed.apply, bed.w0, bed.X, bed.y, lam=0.1, steps=STEPS, tol=tol)
+    ev = ft.ft_evidence(
+        bed.apply, bed.w0, bed.X, bed.y, lam=0.1, steps=STEPS, tol=tol, max_steps=5000
+    )
     assert ev.stationary and ev.w_stat.shape == (ev.n + 1, ev.tm.w0.shape[0])
     assert np.all(ev.stat_ratio <= tol) and ev.config["tol"] == tol
     T = int(ev.stat_steps[0])
@@ -174,7 +176,7 @@ def test_real_runs_go_on_to_the_stationarity_tolerance(bed):
             assert ev.stat_ratio[r] == pytest.approx(np.linalg.norm(grad(w)) / g0, rel=1e-9)
     assert max(before) > tol  # T is the first step at which every run is below it
     assert ft.stationarity(ev) == pytest.approx(ev.stat_ratio[0], rel=1e-9)
-    capped = ft.ft_evidence(bed.apply, bed.w0, bed.X, bed.y, lam=0.1, steps=STEPS, max_steps=0)
+    capped = ft.ft_evidence(bed.apply, bed.w0, bed.X, bed.y, lam=0.1, steps=STEPS)  # default 0
     np.testing.assert_array_equal(capped.w_stat, capped.w_real[:, -1])
     assert not capped.stat_steps.any()
     no_real = ft.ft_evidence(bed.apply, bed.w0, bed.X, bed.y, lam=0.1, steps=(1,), real=False)

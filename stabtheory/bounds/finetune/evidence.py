@@ -315,7 +315,8 @@ def ft_evidence_batch(
       tol, max_steps: after the last checkpoint the real network's runs go on by GD until
         their relative gradient norm is at most ``tol`` or ``max_steps`` more steps
         (:func:`~stabtheory.full_finetuning.gd_to_tolerance`; ``FTEvidence.w_stat``);
-        ``max_steps`` is traced, and a problem's own ``FTProblem.max_steps`` overrides it.
+        ``max_steps`` is traced (default 0: stop at the last checkpoint), and a problem's own
+        ``FTProblem.max_steps`` overrides it.
       passes: pilot passes of the default step (:func:`path_lr`; 0: the step set at w0).
 
     Returns:

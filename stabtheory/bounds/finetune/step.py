@@ -25,8 +25,10 @@ PILOT_PASSES = 2
 #: The real runs' stationarity tolerance: GD goes on after the last checkpoint until
 #: ``||grad F_s(w)|| <= STATIONARY_TOL ||grad F_s(w0)||`` on every mask ...
 STATIONARY_TOL = 1e-3
-#: ... or this many more steps.
-MAX_STEPS = 5000
+#: ... or this many more steps: by default none (the real runs stop at the last checkpoint;
+#: the stationarity phase is opt-in, ``max_steps > 0``, as the fine-tuning study asks for its
+#: base configurations), since it can multiply the cost of the real runs.
+MAX_STEPS = 0
 
 
 def path_lr(
