@@ -21,6 +21,7 @@ from stabtheory.full_finetuning.linalg import cg_solve as cg_solve
 from stabtheory.full_finetuning.linalg import lanczos_extremes as lanczos_extremes
 from stabtheory.full_finetuning.linalg import power_iteration as power_iteration
 from stabtheory.full_finetuning.losses import data_term as data_term
+from stabtheory.full_finetuning.losses import l2sp_grad as l2sp_grad
 from stabtheory.full_finetuning.losses import l2sp_objective as l2sp_objective
 from stabtheory.full_finetuning.losses import logistic_loss as logistic_loss
 from stabtheory.full_finetuning.losses import weighted_loss as weighted_loss
@@ -107,6 +108,7 @@ __all__ = [
     "gd_step",
     "gd_to_tolerance",
     "jit_finetune_runs",
+    "l2sp_grad",
     "l2sp_objective",
     "lanczos_extremes",
     "load_digits",

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from stabtheory.full_finetuning.linalg import lanczos_extremes
-from stabtheory.full_finetuning.losses import l2sp_objective
+from stabtheory.full_finetuning.losses import l2sp_grad
 
 __all__ = ["LANCZOS_STEPS", "Curvature", "objective_hvp", "path_curvature", "start_vector"]
 
@@ -83,11 +83,7 @@ def objective_hvp(
     """
 
     def grad(v):
-        return jax.grad(
-            lambda u: l2sp_objective(
-                apply, u, w0, X, y, sample_weights, lam, linear=linear, scale=scale
-            )
-        )(v)
+        return l2sp_grad(apply, v, w0, X, y, sample_weights, lam, linear=linear, scale=scale)
 
     return jax.linearize(grad, w)
 

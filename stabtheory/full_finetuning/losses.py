@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from stabtheory.full_finetuning.testbed import Testbed
 
-__all__ = ["data_term", "l2sp_objective", "logistic_loss", "weighted_loss"]
+__all__ = ["data_term", "l2sp_grad", "l2sp_objective", "logistic_loss", "weighted_loss"]
 
 
 def logistic_loss(
@@ -109,3 +109,31 @@ def l2sp_objective(
     return data_term(
         apply, w, w0, X, y, sample_weights, linear=linear, scale=scale
     ) + 0.5 * lam * jnp.sum((w - w0) ** 2)
+
+
+def l2sp_grad(
+    apply: Callable,
+    w: jax.Array,
+    w0: jax.Array,
+    X: jax.Array,
+    y: jax.Array,
+    sample_weights: jax.Array,
+    lam: jax.Array | float,
+    *,
+    linear: jax.Array | None = None,
+    scale: jax.Array | float = 1.0,
+) -> jax.Array:
+    r"""``grad F_s(w)``: the gradient of :func:`l2sp_objective` in ``w`` (the one gradient of
+    every GD step, stopping rule and Hessian-vector product of the real fine-tuning).
+
+    Example:
+      >>> apply = lambda w, x: w @ x
+      >>> X, y, w0 = jnp.eye(2), jnp.array([1.0, -1.0]), jnp.zeros(2)
+      >>> l2sp_grad(apply, w0, w0, X, y, jnp.ones(2), 0.5).tolist()  # -y_i sigma(0) / 2
+      [-0.25, 0.25]
+    """
+    return jax.grad(
+        lambda v: l2sp_objective(
+            apply, v, w0, X, y, sample_weights, lam, linear=linear, scale=scale
+        )
+    )(w)

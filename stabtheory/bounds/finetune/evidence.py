@@ -50,8 +50,9 @@ class FTEvidence:
         (1,) at w0 without the real network.
       w_stat, stat_steps, stat_ratio: the real runs (S and every S\\i) continued after the last
         checkpoint to the stationarity tolerance ``config["tol"]``
-        (:func:`~stabtheory.full_finetuning.gd_to_tolerance`): (n + 1, p) weights, (n + 1,)
-        steps taken after the last checkpoint, (n + 1,) relative gradient norms; or ``None``.
+        (:func:`~stabtheory.full_finetuning.gd_to_tolerance`): (n + 1, p) weights, the steps
+        every run took after the last checkpoint (they stop together), (n + 1,) relative
+        gradient norms; or ``None``.
     """
 
     tm: ff.TaylorModel
@@ -75,7 +76,7 @@ class FTEvidence:
     hessian_max: np.ndarray | None = None
     grad_norm: np.ndarray | None = None
     w_stat: np.ndarray | None = None
-    stat_steps: np.ndarray | None = None
+    stat_steps: int | None = None
     stat_ratio: np.ndarray | None = None
     _empirical: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
@@ -217,7 +218,6 @@ def _evidence_from(
         "w_gd",
         "w_real",
         "w_stat",
-        "stat_steps",
         "stat_ratio",
     ):
         if key in get:
@@ -266,7 +266,7 @@ def _evidence_from(
         hessian_max=get["hessian_max"],
         grad_norm=get["grad_norm"],
         w_stat=get.get("w_stat"),
-        stat_steps=get.get("stat_steps"),
+        stat_steps=int(get["stat_steps"]) if "stat_steps" in get else None,
         stat_ratio=get.get("stat_ratio"),
     )
 

@@ -75,6 +75,7 @@ def _evidence_one(
             weights[0],
             lam_c,
             jnp.max(lam_max),
+            curv.lam_max[0],
             lr_fraction,
             checkpoints,
             passes=passes,

@@ -57,6 +57,7 @@ def _reference_program(apply, w0, X, y, lam, lr_fraction, checkpoints, *, cg_tol
     tm = ff.taylor_expand(apply, w0, X, y)
     weights = loo_weights(X.shape[0])
     gn_max = jnp.max(ff.extreme_eigenvalues(tm, weights, lam)[1])
+    top0 = ff.path_curvature(apply, w0[None], w0, X, y, weights[0], lam).lam_max[0]
     lr = path_lr(
         apply,
         w0,
@@ -65,6 +66,7 @@ def _reference_program(apply, w0, X, y, lam, lr_fraction, checkpoints, *, cg_tol
         weights[0],
         lam,
         gn_max,
+        top0,
         lr_fraction,
         checkpoints,
         passes=passes,

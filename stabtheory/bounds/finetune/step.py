@@ -39,6 +39,7 @@ def path_lr(
     sample_weights,
     lam,
     gn_max,
+    top0,
     lr_fraction,
     checkpoints,
     *,
@@ -47,8 +48,8 @@ def path_lr(
     scale=1.0,
 ) -> jax.Array:
     r"""The default GD step, set along the path: ``lr_fraction / max(gn_max, lambda_max)``
-    with ``lambda_max`` the true Hessian's top eigenvalue of ``F_S`` at w0 and along pilot
-    runs on S.
+    with ``lambda_max`` the true Hessian's top eigenvalue of ``F_S`` at w0 (``top0``, which
+    the caller has measured already) and along pilot runs on S.
 
     Pass 0 takes :func:`default_lr` (the curvature at w0); each of ``passes`` pilot passes
     runs GD on S with the current step to the checkpoints, measures the true ``lambda_max``
@@ -62,8 +63,10 @@ def path_lr(
     Example:
       >>> apply = lambda w, x: jnp.tanh(w @ x)
       >>> X = jnp.array([[1.0, 0.5], [0.2, -1.0], [-0.7, 0.3]]); y = jnp.array([1.0, -1.0, 1.0])
-      >>> lr = path_lr(apply, jnp.zeros(2), X, y, jnp.ones(3), 0.1, 1.0, 0.9, jnp.array([1, 10]))
-      >>> bool(0 < lr <= 0.9)
+      >>> w0, s = jnp.zeros(2), jnp.ones(3)
+      >>> top0 = ff.path_curvature(apply, w0[None], w0, X, y, s, 0.1).lam_max[0]
+      >>> lr = path_lr(apply, w0, X, y, s, 0.1, 1.0, top0, 0.9, jnp.array([1, 10]))
+      >>> bool(0 < lr <= 0.9 / top0)
       True
     """
 
@@ -71,7 +74,7 @@ def path_lr(
         c = ff.path_curvature(apply, W, w0, X, y, sample_weights, lam, linear=linear, scale=scale)
         return jnp.max(c.lam_max)
 
-    worst = top(w0[None])
+    worst = top0
     lr = default_lr(gn_max, worst, lr_fraction)
     for _ in range(passes):
         W = ff.gd_finetune(

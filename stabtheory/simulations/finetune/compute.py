@@ -39,6 +39,7 @@ from stabtheory.simulations.protocol import DrawResult, Study, draws_by_config
 
 __all__ = [
     "REAL",
+    "STATIONARY_KEYS",
     "FineTuneStudy",
     "assemble",
     "chunks",
@@ -197,18 +198,22 @@ def draw_result(cfg: FTConfig, draw: int, ev: FTEvidence) -> DrawResult:
     return DrawResult(cfg, draw, measured, checks, stability)
 
 
+#: The measured quantities of :func:`stationary_measures`.
+STATIONARY_KEYS = ("stationary", "stationary_steps", "real_over_taylor_min")
+
+
 def stationary_measures(ev: FTEvidence) -> dict:
     """Where the real runs were trained to the stationarity tolerance (``max_steps > 0``):
-    ``stationary`` (every run reached it), ``stationary_steps`` (the most steps a run took
+    ``stationary`` (every run reached it), ``stationary_steps`` (the steps the runs took
     after the last checkpoint) and ``real_over_taylor_min`` (the real network's mean
     leave-one-out weight change there over the Taylor minimiser's, 1 for a faithful Taylor
     model); ``None`` each elsewhere."""
     if ev.w_stat is None or not ev.config.get("max_steps"):
-        return dict.fromkeys(("stationary", "stationary_steps", "real_over_taylor_min"))
+        return dict.fromkeys(STATIONARY_KEYS)
     real = np.linalg.norm(ev.w_stat[1:] - ev.w_stat[0], axis=1).mean()
     return {
         "stationary": ev.stationary,
-        "stationary_steps": int(ev.stat_steps.max()),
+        "stationary_steps": ev.stat_steps,
         "real_over_taylor_min": float(real / ev.empirical("min.weights").mean()),
     }
 
@@ -263,7 +268,7 @@ def _merge_stationary(m: list[dict]) -> dict:
     ratio (``None`` each where no draw was trained to the tolerance)."""
     got = [x for x in m if x.get("stationary") is not None]
     if not got:
-        return dict.fromkeys(("stationary", "stationary_steps", "real_over_taylor_min"))
+        return dict.fromkeys(STATIONARY_KEYS)
     return {
         "stationary": all(x["stationary"] for x in got),
         "stationary_steps": max(x["stationary_steps"] for x in got),
