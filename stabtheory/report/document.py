@@ -97,13 +97,17 @@ def _regime_text(v: dict, r: dict) -> str:
     A regime of design ``control`` is marked as not counted (unless every regime is one).
     """
     st, eff = r["statistic"], r["effect"]
-    unit = "seeds" if "mechanism" in r else "draws"  # the stabilizers replicate seeds
-    parts = [f"{r['name']} ({r['design']}, {r['replicates']} {unit})"]
+    if "seeds_per_draw" in r:  # the attention testbed: draws of paired seeds
+        size = f"{r['replicates']} draws x {r['seeds_per_draw']} paired seeds"
+    else:  # the MLP stabilizer regimes replicate seeds, every other regime data draws
+        size = f"{r['replicates']} {'seeds' if 'mechanism' in r else 'draws'}"
+    parts = [f"{r['name']} ({r['design']}, {size})"]
     if st.get("tau") is not None:
         sign = f", sign p={fmt(st['sign_p'])}" if st.get("sign_p") is not None else ""
         parts.append(f"tau {_interval_text(st['tau'], st['ci'], '+')}{sign}")
-    if st.get("p_value") is not None:  # stabilizers: Brown-Forsythe p of the spread ratio
-        parts.append(f"BF p={fmt(st['p_value'])}")
+    if st.get("p_value") is not None:  # stabilizers: the named test's p (and Holm's)
+        holm = f", Holm p={fmt(st['p_holm'])}" if st.get("p_holm") is not None else ""
+        parts.append(f"{st.get('test') or 'test'} p={fmt(st['p_value'])}{holm}")
     parts.append(f"effect {_interval_text(eff['ratio'], eff['ci'])}")
     sl = r.get("slope")
     if sl and sl["estimate"] is not None:

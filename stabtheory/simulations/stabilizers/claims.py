@@ -45,8 +45,9 @@ __all__ = [
 #: The statistic of the stability part of a verdict (the ``effect`` of a regime).
 STATISTIC = (
     "attention testbed (counted where plain fine-tuning shows failures): effect = failure-rate "
-    "ratio arm / plain (McNemar exact test on seed pairs pooled over draws, paired "
-    "hierarchical bootstrap CI) or exp(mean per-draw log std ratio of test accuracy) "
+    "ratio arm / plain (McNemar exact test on seed pairs pooled over draws; CI the union of "
+    "a paired hierarchical bootstrap and the exact conditional interval) or exp(mean "
+    "per-draw log std ratio of test accuracy) "
     "(t-interval over draws), Holm over the claim's four p-values, decisive when p_holm <= "
     f"0.05, the effect <= 1/{MIN_EFFECT} (>= {MIN_EFFECT}) and its CI below (above) 1; "
     "MLP testbeds: effect = ratio method / plain of the seed spread (test-accuracy std, with the "
@@ -86,7 +87,12 @@ class StabilizerRegime(RegimeVerdict):
 
     def statistic(self) -> dict:
         p = float(self.p_value)
-        return {**super().statistic(), "p_value": p if math.isfinite(p) else None}
+        finite = math.isfinite(p)
+        return {
+            **super().statistic(),
+            "p_value": p if finite else None,
+            "test": "Brown-Forsythe" if finite else None,
+        }
 
     def to_dict(self) -> dict:
         return {

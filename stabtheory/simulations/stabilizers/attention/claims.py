@@ -7,8 +7,11 @@ dose) against plain fine-tuning, in each regime (fixed budget; loss target):
   within 1 point of the majority class). Seeds are paired across arms (the same key), so the
   test is McNemar's exact test on the discordant pairs pooled over draws (the
   Cochran-Mantel-Haenszel test for matched pairs stratified by draw reduces to it); the effect
-  is the ratio of pooled failure rates arm / plain with a paired hierarchical bootstrap
-  interval (draws, then seed pairs within a draw);
+  is the ratio of pooled failure rates arm / plain; its interval is the union of a paired
+  hierarchical bootstrap (draws, then seed pairs within a draw: the between-draw variance)
+  and the exact conditional interval (:func:`conditional_ratio_interval`: Clopper-Pearson on
+  the discordant pairs, the interval that inverts McNemar's test, valid where a count is 0
+  and the bootstrap collapses to a point);
 * *accuracy std*: the log ratio ``log(std_arm / std_plain)`` of the test accuracy over seeds,
   one per draw, combined by a Student-t interval over draws (and its t-test p-value); the
   effect is ``exp`` of its mean.
@@ -55,6 +58,7 @@ __all__ = [
     "AttentionRegime",
     "arm_table",
     "attention_regimes",
+    "conditional_ratio_interval",
     "hard_margin",
     "log_std_ratio",
     "mechanism",
@@ -76,7 +80,8 @@ def paired_failures(
       ``{"plain_failures", "arm_failures", "pairs", "b"`` (plain fails, arm not), ``"c"`` (arm
       fails, plain not), ``"p"`` (McNemar's exact two-sided test on the discordant pairs),
       ``"ratio"`` (pooled failure rate arm / plain; NaN when neither fails, inf when only the
-      arm does), ``"ratio_ci"`` (paired hierarchical bootstrap)``}``.
+      arm does), ``"ratio_ci"`` (the union of the paired hierarchical bootstrap interval and
+      :func:`conditional_ratio_interval`)``}``.
 
     Example:
       >>> plain = np.array([[1, 1, 1, 0, 0, 0]] * 2, bool)
@@ -107,8 +112,50 @@ def paired_failures(
         "c": c,
         "p": float(p),
         "ratio": ratio,
-        "ratio_ci": [float(v) for v in percentile_interval(boots, level)],
+        "ratio_ci": _union(
+            percentile_interval(boots, level), conditional_ratio_interval(plain, arm, level)
+        ),
     }
+
+
+def _union(a, b) -> list[float]:
+    """The smallest interval that holds both (NaN bounds ignored; NaN when both are)."""
+    lo = [v for v in (a[0], b[0]) if not math.isnan(v)]
+    hi = [v for v in (a[1], b[1]) if not math.isnan(v)]
+    return [float(min(lo)) if lo else math.nan, float(max(hi)) if hi else math.nan]
+
+
+def conditional_ratio_interval(plain: np.ndarray, arm: np.ndarray, level: float = 0.95):
+    """The exact conditional interval of the pooled failure-rate ratio arm / plain of paired
+    seeds (D x S, bool), given the concordant failures ``a`` and the discordant pairs
+    ``m = b + c``.
+
+    Under the paired model a discordant pair is an arm-only failure with probability ``pi``;
+    the ratio ``(a + c) / (a + b)`` at ``c = pi m`` is ``(a + pi m) / (a + (1 - pi) m)``,
+    increasing in ``pi``, so the Clopper-Pearson interval of ``pi`` (``c`` of ``m``) maps to an
+    interval of the ratio. It excludes 1 exactly when McNemar's exact two-sided test rejects at
+    ``1 - level`` (ratio 1 is ``pi = 1/2``), and it is not a point when ``c = 0`` or ``b = 0``.
+
+    Example:
+      >>> plain = np.array([[1, 1, 1, 0, 0, 0]] * 2, bool)
+      >>> lo, hi = conditional_ratio_interval(plain, np.zeros((2, 6), bool))
+      >>> lo, round(hi, 3)
+      (0.0, 0.849)
+    """
+    plain, arm = np.atleast_2d(plain).astype(bool), np.atleast_2d(arm).astype(bool)
+    a = int(np.sum(plain & arm))
+    b = int(np.sum(plain & ~arm))
+    c = int(np.sum(~plain & arm))
+    m = b + c
+    if m == 0:  # no discordant pair: the ratio is 1 (a > 0) or undefined, with no interval
+        return (1.0, 1.0) if a else (math.nan, math.nan)
+
+    def ratio(pi: float) -> float:
+        den = a + (1.0 - pi) * m
+        return math.inf if den == 0 else (a + pi * m) / den
+
+    lo, hi = binomial_interval(c, m, level)
+    return ratio(lo), ratio(hi)
 
 
 def log_std_ratio(plain: np.ndarray, arm: np.ndarray, *, level: float = 0.95) -> dict:
@@ -350,7 +397,13 @@ class AttentionRegime(RegimeVerdict):
             x = float(x)
             return x if math.isfinite(x) else None
 
-        return {**super().statistic(), "p_value": f(self.p_value), "p_holm": f(self.p_holm)}
+        test = "McNemar exact" if self.endpoint == "failure rate" else "t over draws"
+        return {
+            **super().statistic(),
+            "p_value": f(self.p_value),
+            "p_holm": f(self.p_holm),
+            "test": test,
+        }
 
     def to_dict(self) -> dict:
         return {
