@@ -1,8 +1,8 @@
 """The ``stabtheory`` command.
 
-``stabtheory verify [--quick] [--out DIR] [--force] [--replicates R] [--study NAME ...]`` runs
-the registered studies (default: head tuning, full fine-tuning and the generalization check;
-``--study stabilizers`` or ``all`` for more) on their embedded data (generated, and
+``stabtheory verify [--quick | --full] [--out DIR] [--force] [--replicates R] [--study NAME ...]``
+runs the registered studies (default: head tuning, full fine-tuning and the generalization
+check; ``--study stabilizers`` or ``all`` for more) on their embedded data (generated, and
 scikit-learn's bundled digits) through the sweep engine, checks every applicable theorem per
 sample, judges the paper's claims and writes ``report.json``, ``report.md`` and the figures into
 ``DIR``, with the finished chunks under ``DIR/.chunks`` (a killed run started again resumes from
@@ -82,6 +82,9 @@ def _verify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.quick and args.full:
+        print("error: --quick and --full exclude each other; pass one.", file=sys.stderr)
+        return 2
     if args.replicates is not None and args.replicates < 2:
         print(
             "error: --replicates must be at least 2 (a verdict needs an interval over "
@@ -100,12 +103,22 @@ def _verify(args: argparse.Namespace) -> int:
     _distributed(args)
     engine.enable_compilation_cache()
     names = list(STUDIES) if "all" in args.study else list(dict.fromkeys(args.study))
+    if args.full and not any(STUDIES[n].has_full() for n in names):
+        with_full = " ".join(n for n, st in STUDIES.items() if st.has_full())
+        print(
+            f"error: --full: none of the studies {' '.join(names)} has a full design (those "
+            f"with one: {with_full}); pass --study with one of them.",
+            file=sys.stderr,
+        )
+        return 2
     executor = engine.Executor(
         out, force=args.force, progress=None if args.no_progress else _Progress()
     )
     results, specs, timings = {}, {}, {}
     for name in names:
-        specs[name] = STUDIES[name].spec(quick=args.quick, replicates=args.replicates)
+        specs[name] = STUDIES[name].spec(
+            quick=args.quick, full=args.full, replicates=args.replicates
+        )
     note = long_run_note(names, specs)
     if note:
         print(note, file=sys.stderr)
@@ -202,6 +215,14 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("verify", help="check the theory against simulations and write a report")
     v.add_argument("--quick", action="store_true", help="reduced studies (under a minute)")
+    v.add_argument(
+        "--full",
+        action="store_true",
+        help="the full design of the studies that have one (stabilizers: the attention "
+        "testbed's 10 draws, each with its own pre-training, x 64 paired seeds x every arm; "
+        "sized for an accelerator, about 25 minutes on a 2-core CPU); the others run their "
+        "default",
+    )
     v.add_argument("--out", default="stabtheory-report", help="output directory")
     v.add_argument(
         "--force",

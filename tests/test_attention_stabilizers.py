@@ -163,6 +163,29 @@ def test_paired_failures_is_mcnemar_on_the_pooled_discordant_pairs():
     assert same["p"] == 1.0 and same["ratio"] == 1.0
 
 
+@pytest.mark.parametrize(
+    "b,c,a", [(0, 0, 3), (6, 0, 0), (0, 5, 2), (9, 2, 4), (3, 3, 0), (1, 7, 1)]
+)
+def test_conditional_ratio_interval_inverts_mcnemar_and_never_collapses(b, c, a):
+    # a concordant failures, b plain-only, c arm-only, the rest of 40 pairs fail in neither
+    plain = np.zeros(40, bool)
+    arm = np.zeros(40, bool)
+    plain[:a] = arm[:a] = True
+    plain[a : a + b] = True
+    arm[a + b : a + b + c] = True
+    lo, hi = att.conditional_ratio_interval(plain[None], arm[None])
+    if b + c == 0:
+        assert (lo, hi) == (1.0, 1.0)
+        return
+    ratio = (a + c) / (a + b) if a + b else math.inf
+    assert lo <= ratio <= hi and lo < hi  # a count of 0 still gives an interval
+    rejects = binomtest(b, b + c, 0.5).pvalue <= 0.05
+    assert rejects == (hi < 1.0 or lo > 1.0)
+    # the reported interval holds the exact one and the bootstrap's
+    r = att.paired_failures(plain[None], arm[None], n_boot=300)
+    assert r["ratio_ci"][0] <= lo and r["ratio_ci"][1] >= hi
+
+
 def test_log_std_ratio_combines_draws_by_a_t_interval():
     rng = np.random.default_rng(1)
     plain = rng.standard_normal((6, 40))
@@ -298,8 +321,8 @@ def test_a_draw_pretrains_its_own_encoder_when_asked():
     np.testing.assert_array_equal(weights(pretrained_model(shared, 1)), shipped)
 
 
-def test_designs_cpu_default_accelerator_and_flops():
-    cpu, acc = att.AttentionSpec(), att.AttentionSpec.accelerator()
+def test_designs_cpu_default_full_and_flops():
+    cpu, acc = att.AttentionSpec(), att.AttentionSpec.full()
     assert acc.draws >= 10 and acc.seeds >= 50 and acc.pretrain_draws
     assert [a.name for a in acc.arms()] == [a.name for a in cpu.arms()]
     assert {a.method for a in cpu.arms() if a.primary} == {"mmr", "mhloss", "surt"}
@@ -358,8 +381,8 @@ def test_study_regimes_report_and_figure(study, tmp_path):
     report = json.loads(json.dumps(S.to_report(study), allow_nan=False))
     entry = report["attention"]
     assert entry["design"]["draws"] == a.draws
-    assert entry["design"]["accelerator"]["draws"] >= 10
-    assert entry["design"]["accelerator"]["flops"]["total"] > entry["design"]["flops"]["total"]
+    assert entry["design"]["full"]["draws"] >= 10
+    assert entry["design"]["full"]["flops"]["total"] > entry["design"]["flops"]["total"]
     assert set(entry["mechanisms"]) == {x.name for x in a.arms() if x.method != "plain"}
     text = "\n".join(S.markdown({"stabilizers": report}))
     assert "Stabilizers on the attention testbed" in text

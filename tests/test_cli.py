@@ -384,3 +384,37 @@ def test_a_long_run_says_so_before_it_starts():
     note = long_run_note(["head"], {"head": STUDIES["head"].spec(replicates=1000)})
     assert "estimated to take about 175 minutes" in note
     assert long_run_note(["head"], {"head": STUDIES["head"].spec()}) is None
+
+
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["--quick", "--full"], "--quick and --full exclude each other"),
+        (["--full", "--study", "head", "finetune"], "--full: none of the studies head finetune"),
+    ],
+)
+def test_full_is_bad_usage_with_quick_or_without_a_study_that_has_one(
+    tmp_path, capsys, argv, words
+):
+    assert cli.main(["verify", "--no-progress", "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err and "Traceback" not in err
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_full_picks_the_full_design_where_a_study_has_one():
+    from stabtheory.simulations.stabilizers import AttentionSpec, StabilizerStudySpec
+
+    stab, head = STUDIES["stabilizers"], STUDIES["head"]
+    assert stab.has_full() and not head.has_full()
+    assert stab.spec(full=True) == StabilizerStudySpec.full()
+    assert stab.spec(full=True).attention == AttentionSpec.full()
+    assert head.spec(full=True) == head.spec()  # no full design: its default
+    with pytest.raises(ValueError, match="exclude"):
+        stab.spec(quick=True, full=True)
+    # the estimate scales the attention part by its FLOP count (pre-training included)
+    default, full = stab.estimate_s(stab.spec()), stab.estimate_s(stab.spec(full=True))
+    assert default == pytest.approx(stab.reference_s)
+    assert 5 * default < full < 10 * default
+    note = cli.long_run_note(["stabilizers"], {"stabilizers": stab.spec(full=True)})
+    assert note is not None and "minutes" in note

@@ -158,7 +158,9 @@ class StudyProtocol(abc.ABC):
       default: run by ``stabtheory verify`` without ``--study``.
       reference_s: its default spec's measured wall time (for :meth:`estimate_s`).
       spec_type: a frozen dataclass with a default constructor, a ``quick()`` classmethod
-        (``verify --quick``) and, when it runs data draws, a ``replicates`` field.
+        (``verify --quick``), optionally a ``full()`` classmethod (``verify --full``: a design
+        larger than the default, sized for an accelerator) and, when it runs data draws, a
+        ``replicates`` field.
 
     :meth:`run` is the engine template: :meth:`chunks` -> :meth:`compute` on each chunk
     (through the :class:`~stabtheory.simulations.engine.Executor`: persisted, resumable) ->
@@ -184,9 +186,23 @@ class StudyProtocol(abc.ABC):
 
     spec_type: ClassVar[type]
 
-    def spec(self, *, quick: bool = False, replicates: int | None = None) -> Any:
-        """The default (or quick) spec, with ``replicates`` overridden where the spec has it."""
-        spec = self.spec_type.quick() if quick else self.spec_type()
+    def has_full(self) -> bool:
+        """Whether the study has a full design (``spec_type.full()``)."""
+        return callable(getattr(self.spec_type, "full", None))
+
+    def spec(
+        self, *, quick: bool = False, full: bool = False, replicates: int | None = None
+    ) -> Any:
+        """The default (or quick, or full) spec, with ``replicates`` overridden where the spec
+        has it. ``full`` gives the default spec to a study without a full design."""
+        if quick and full:
+            raise ValueError("quick and full exclude each other.")
+        if quick:
+            spec = self.spec_type.quick()
+        elif full and self.has_full():
+            spec = self.spec_type.full()
+        else:
+            spec = self.spec_type()
         if replicates is not None and hasattr(spec, "replicates"):
             spec = dataclasses.replace(spec, replicates=replicates)
         return spec

@@ -95,6 +95,13 @@ class StabilizerStudySpec:
             attention=AttentionSpec.quick(),
         )
 
+    @classmethod
+    def full(cls) -> StabilizerStudySpec:
+        """The default MLP part with the attention testbed's full design
+        (:meth:`AttentionSpec.full`: 10 draws, each with its own pre-training, x 64 paired
+        seeds x every arm), for ``verify --study stabilizers --full``."""
+        return cls(attention=AttentionSpec.full())
+
     def method_configs(self) -> dict[str, Settings]:
         """The loop :class:`~stabtheory.stabilizers.Settings` of every method, by name."""
         base = Settings(

@@ -30,6 +30,23 @@ class StabilizerStudyProtocol(StudyProtocol):
     reference_s = 260.0  # its default spec on the 2-core CPU, empty compilation cache
     spec_type = StabilizerStudySpec
 
+    #: The MLP testbeds' share of :attr:`reference_s` (measured: about 47 of 224 s).
+    mlp_reference_s = 50.0
+
+    def estimate_s(self, spec: StabilizerStudySpec) -> float:
+        """The MLP part scaled by its chunks' items, the attention part by its FLOP count
+        (:meth:`AttentionSpec.flops`, pre-training included) against the default spec's."""
+        default = self.spec()
+
+        def mlp_items(s):
+            return sum(len(c.items) for c in self.chunks(s) if c.group[0] != "attention")
+
+        mlp = self.mlp_reference_s * mlp_items(spec) / max(mlp_items(default), 1)
+        if spec.attention is None:
+            return mlp
+        ratio = spec.attention.flops()["total"] / default.attention.flops()["total"]
+        return mlp + (self.reference_s - self.mlp_reference_s) * ratio
+
     def chunks(self, spec: StabilizerStudySpec) -> list[Chunk]:
         return chunks(spec)
 

@@ -145,10 +145,11 @@ class AttentionSpec:
         )
 
     @classmethod
-    def accelerator(cls) -> AttentionSpec:
-        """The referee's design (issue 17): 10 draws, each its own task sample and its own
-        pre-training (draw 0 the shipped checkpoint), 64 seeds per arm, every arm; the
-        leave-one-out subset 4 seeds x 4 points. Its cost: :meth:`flops`."""
+    def full(cls) -> AttentionSpec:
+        """The full design (``verify --study stabilizers --full``): 10 draws, each its own task
+        sample and its own pre-training (draw 0 the shipped checkpoint), 64 paired seeds per
+        arm, every arm; the leave-one-out subset 4 seeds x 4 points. Sized for an accelerator;
+        on the 2-core CPU about 25 minutes. Its cost: :meth:`flops`."""
         return cls(draws=10, seeds=64, pretrain_draws=True, loo_seeds=4, loo_points=4)
 
     def arms(self) -> tuple[Arm, ...]:
