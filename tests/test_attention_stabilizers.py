@@ -386,6 +386,16 @@ def test_study_regimes_report_and_figure(study, tmp_path):
     assert set(entry["mechanisms"]) == {x.name for x in a.arms() if x.method != "plain"}
     text = "\n".join(S.markdown({"stabilizers": report}))
     assert "Stabilizers on the attention testbed" in text
+    # the quick design shares the shipped checkpoint: every regime and the section say so
+    assert "verdicts are about fine-tuning that checkpoint" in text
+    regimes = [r.to_dict() for v in study.verdicts for r in v.regimes]
+    regimes = json.loads(json.dumps([r for r in regimes if r.get("testbed")], allow_nan=False))
+    assert regimes and {r["pretraining"] for r in regimes} == {"shared"}
+    assert {r["statistic"]["test"] for r in regimes} == {"McNemar exact", "t over draws"}
+    from stabtheory.report.document import _regime_text
+
+    line = _regime_text({}, regimes[0])
+    assert f"{a.draws} draws (one pre-training) x {a.seeds} paired seeds" in line
     names = S.figures(study, tmp_path)
     assert names == ["stabilizers_attention.png"]
     assert (tmp_path / names[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -98,7 +98,11 @@ def _regime_text(v: dict, r: dict) -> str:
     """
     st, eff = r["statistic"], r["effect"]
     if "seeds_per_draw" in r:  # the attention testbed: draws of paired seeds
-        size = f"{r['replicates']} draws x {r['seeds_per_draw']} paired seeds"
+        pre = {"shared": "one pre-training", "own per draw": "a pre-training each"}
+        size = (
+            f"{r['replicates']} draws ({pre.get(r.get('pretraining'), 'pre-training ?')}) x "
+            f"{r['seeds_per_draw']} paired seeds"
+        )
     else:  # the MLP stabilizer regimes replicate seeds, every other regime data draws
         size = f"{r['replicates']} {'seeds' if 'mechanism' in r else 'draws'}"
     parts = [f"{r['name']} ({r['design']}, {size})"]
@@ -198,7 +202,16 @@ def _first_page(report: dict) -> list[str]:
             f"of {len(be)} rows (docs/theory.md section 7)."
         )
         lines.append("")
-    undecided = sum(v["verdict"] == "inconclusive" for v in report["claims"])
+
+    def seeds_design(v):  # the stabilizer claims replicate seeds in a design of their own
+        return any("mechanism" in r for r in v["regimes"])
+
+    undecided = sum(
+        v["verdict"] == "inconclusive" and not seeds_design(v) for v in report["claims"]
+    )
+    undecided_seeds = sum(
+        v["verdict"] == "inconclusive" and seeds_design(v) for v in report["claims"]
+    )
     lines += ["**What to do next:**", ""]
     if report["violations"]:
         lines.append(
@@ -210,6 +223,19 @@ def _first_page(report: dict) -> list[str]:
             f"- {undecided} claim verdicts are inconclusive: more draws (`--replicates 20`) "
             "narrow the intervals; a claim with no counted regime needs a natural knob inside "
             "the theory (its explanation lists the regimes shown but not counted)."
+        )
+    if undecided_seeds:
+        att = ((report.get("stabilizers") or {}).get("attention") or {}).get("design", {})
+        larger = (
+            "a larger `AttentionSpec` (more draws or seeds; docs/attention.md)"
+            if att.get("full", {}).get("is_this_run")
+            else "`--study stabilizers --full` (the attention testbed's draws each with their "
+            "own pre-training, 64 paired seeds)"
+        )
+        lines.append(
+            f"- {undecided_seeds} stabilizer verdicts are inconclusive: their designs are "
+            f"fixed in the study's spec (`--replicates` does not change them); {larger} "
+            "narrows the intervals."
         )
     if h["vacuous"]:
         lines.append(

@@ -378,6 +378,9 @@ class AttentionRegime(RegimeVerdict):
       arm, endpoint: the arm's name and ``"failure rate"`` or ``"accuracy std"``.
       p_value: McNemar's exact p (failures) or the t-test p over draws (log std ratio).
       seeds: paired seeds per draw.
+      pretraining: ``"own per draw"`` (every draw pre-trains its encoder from its own seed) or
+        ``"shared"`` (every draw fine-tunes the shipped checkpoint: the verdict is about that
+        checkpoint, pre-training variance is not sampled).
       detail: the endpoint's statistics (paired failure counts, per-draw log ratios...).
       mechanism, mechanism_verdict: the mechanism in words and its own verdict (beside).
       stability_verdict: ``"raised"``, ``"lowered"`` or ``"no detectable change"``.
@@ -387,6 +390,7 @@ class AttentionRegime(RegimeVerdict):
     endpoint: str = ""
     p_value: float = math.nan
     seeds: int = 0
+    pretraining: str = "shared"
     detail: dict = dataclasses.field(default_factory=dict)
     mechanism: str = ""
     mechanism_verdict: str = ""
@@ -412,6 +416,7 @@ class AttentionRegime(RegimeVerdict):
             "arm": self.arm,
             "endpoint": self.endpoint,
             "seeds_per_draw": int(self.seeds),
+            "pretraining": self.pretraining,
             "detail": jsonable(self.detail),
             "mechanism": {
                 "text": self.mechanism,
@@ -506,6 +511,7 @@ def attention_regimes(study: dict, method: str, spec, table: list[dict]) -> list
                     endpoint=endpoint,
                     p_value=p,
                     seeds=spec.seeds,
+                    pretraining="own per draw" if spec.pretrain_draws else "shared",
                     detail=detail,
                     mechanism=f"{mech.text}: {mech.verdict}",
                     mechanism_verdict=mech.verdict,

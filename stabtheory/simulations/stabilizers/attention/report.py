@@ -100,6 +100,16 @@ def attention_markdown(entry: dict) -> list[str]:
             f"per draw) {full['flops']['total']:.3g} FLOP."
         ),
         "",
+        (
+            "Scope: every draw fine-tunes the shipped checkpoint, so the verdicts are about "
+            "fine-tuning that checkpoint (pre-training variance is not sampled; an effect can "
+            "depend on the checkpoint, docs/attention.md). `--full` gives every draw its own "
+            "pre-training."
+            if not s["pretrain_draws"]
+            else "Scope: every draw pre-trains its own encoder (draw 0: the shipped checkpoint), "
+            "so the verdicts are about fine-tuning an encoder pre-trained by this recipe."
+        ),
+        "",
         "Primary endpoint (fixed in advance): the failure rate (paired McNemar over draws) and "
         "the log std ratio of test accuracy (t-interval over draws), Holm over a claim's four "
         "p-values; the mechanism is reported beside and decides nothing.",
