@@ -392,10 +392,6 @@ def test_study_regimes_report_and_figure(study, tmp_path):
     regimes = json.loads(json.dumps([r for r in regimes if r.get("testbed")], allow_nan=False))
     assert regimes and {r["pretraining"] for r in regimes} == {"shared"}
     assert {r["statistic"]["test"] for r in regimes} == {"McNemar exact", "t over draws"}
-    from stabtheory.report.document import _regime_text
-
-    line = _regime_text({}, regimes[0])
-    assert f"{a.draws} draws (one pre-training) x {a.seeds} paired seeds" in line
     names = S.figures(study, tmp_path)
     assert names == ["stabilizers_attention.png"]
     assert (tmp_path / names[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

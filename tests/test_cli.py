@@ -210,6 +210,10 @@ def test_verify_stabilizers_study_reports_verdicts(stabilizers_report):
         assert (tmp_path / c["figure"]).exists()
     md = (tmp_path / "report.md").read_text()
     assert "Stabilizers across seeds" in md
+    # the claims table sizes an attention regime as draws (and their pre-training) x seeds
+    quick = STUDIES["stabilizers"].spec(quick=True).attention
+    assert f"{quick.draws} draws (one pre-training) x {quick.seeds} paired seeds" in md
+    assert "McNemar exact p=" in md and "BF p=" not in md.split("## Appendix")[0]
     # --replicates does not move a stabilizer design: the advice names --full instead
     if any(c["verdict"] == "inconclusive" for c in report["claims"]):
         assert "stabilizer verdicts are inconclusive" in md and "stabilizers --full" in md
