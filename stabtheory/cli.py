@@ -182,8 +182,9 @@ def long_run_note(names: list[str], specs: dict) -> str | None:
         return None
     return (
         f"note: this run is estimated to take about {total / 60:.0f} minutes on a 2-core "
-        "CPU (each study's measured default time scaled by its number of configurations "
-        "and draws); Ctrl-C stops it, and the same command resumes from the finished chunks."
+        "CPU (each study's measured default time scaled by the size of this design: its "
+        "configurations and draws, or its FLOPs); Ctrl-C stops it, and the same command "
+        "resumes from the finished chunks."
     )
 
 
