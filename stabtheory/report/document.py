@@ -100,7 +100,7 @@ def _regime_text(v: dict, r: dict) -> str:
     if "seeds_per_draw" in r:  # the attention testbed: draws of paired seeds
         pre = {"shared": "one pre-training", "own per draw": "a pre-training each"}
         size = (
-            f"{r['replicates']} draws ({pre.get(r.get('pretraining'), 'pre-training ?')}) x "
+            f"{r['replicates']} draws ({pre[r['pretraining']]}) x "
             f"{r['seeds_per_draw']} paired seeds"
         )
     else:  # the MLP stabilizer regimes replicate seeds, every other regime data draws

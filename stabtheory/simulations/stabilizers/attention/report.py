@@ -19,6 +19,7 @@ def attention_report(spec: AttentionSpec, att: dict, table: list[dict]) -> dict:
     counts of this design and of the full design, the per-(arm, regime) table, the
     mechanisms of every non-plain arm in both regimes, SURT's re-training and the
     leave-one-out subset."""
+    full = AttentionSpec.full()
     mechanisms = {}
     for arm in spec.arms():
         if arm.method == "plain":
@@ -56,9 +57,9 @@ def attention_report(spec: AttentionSpec, att: dict, table: list[dict]) -> dict:
             "full": {
                 "spec": "AttentionSpec.full()",
                 "command": "stabtheory verify --study stabilizers --full",
-                "is_this_run": spec == AttentionSpec.full(),
-                **AttentionSpec.full().size(),
-                "flops": AttentionSpec.full().flops(),
+                "is_this_run": spec == full,
+                **full.size(),
+                "flops": full.flops(),
             },
         },
         "arms": table,
